@@ -1,0 +1,103 @@
+"""Settings from the environment (prefix ``REGISTRY_BOT_``) and registry profiles loaded from data files."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import time
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+logger = logging.getLogger(__name__)
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+LANGUAGES: tuple[str, ...] = ("en", "es", "zh_Hans")
+Language = Literal["en", "es", "zh_Hans"]
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Secrets (tokens, passwords) come only from the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="REGISTRY_BOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    registry: str = "ca"
+    database_url: str = "sqlite+aiosqlite:///registry-bot.db"
+    content_dir: Path = PROJECT_DIR
+    demo_data: Path = PROJECT_DIR / "data" / "demo-registry.json"
+    # A flow left untouched this long starts over politely.
+    flow_timeout_hours: float = 24.0
+    # Matching thresholds: at or above `answer` with a clear lead the article is given; between `clarify`
+    # and `answer` the member is asked which topic was meant.
+    answer_threshold: float = 0.62
+    clarify_threshold: float = 0.40
+    log_level: str = "WARNING"
+
+
+class HolidaySettings(BaseModel):
+    country: str = "US"
+    subdivision: str | None = None
+    extra: list[str] = Field(default_factory=list)
+    removed: list[str] = Field(default_factory=list)
+
+
+class Profile(BaseModel):
+    """A registry profile: configuration and content, never code."""
+
+    key: str
+    name: dict[str, str]
+    website: str
+    support_page: str
+    phone: str
+    email: str = ""
+    timezone: str
+    default_language: Language = "en"
+    hours: dict[str, tuple[time, time]] | None = None
+    holidays: HolidaySettings = Field(default_factory=HolidaySettings)
+    flows: list[str] = Field(default_factory=list)
+    notice: str | dict[str, str] = ""
+
+    @field_validator("hours")
+    @classmethod
+    def _known_weekdays(
+        cls, value: dict[str, tuple[time, time]] | None
+    ) -> dict[str, tuple[time, time]] | None:
+        for day, (opens, closes) in (value or {}).items():
+            if day not in WEEKDAYS:
+                raise ValueError(f"unknown weekday {day!r}")
+            if opens >= closes:
+                raise ValueError(f"{day}: opening {opens} is not before closing {closes}")
+        return value
+
+    def display_name(self, lang: str) -> str:
+        return self.name.get(lang) or self.name["en"]
+
+    def notice_for(self, lang: str) -> str:
+        if isinstance(self.notice, dict):
+            return self.notice.get(lang) or self.notice.get("en", "")
+        return self.notice
+
+
+def profiles_dir(settings: Settings) -> Path:
+    return settings.content_dir / "profiles"
+
+
+@functools.cache
+def _load_profile(path: Path) -> Profile:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return Profile.model_validate(data)
+
+
+def load_profile(key: str, settings: Settings) -> Profile:
+    """Load the profile ``key`` (``ca``, ``ct``); raises ``ValueError`` for an unknown registry."""
+    path = profiles_dir(settings) / f"{key}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in profiles_dir(settings).glob("*.yaml")))
+        raise ValueError(f"unknown registry {key!r}; known: {known}")
+    return _load_profile(path)

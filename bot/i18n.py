@@ -1,0 +1,97 @@
+"""Languages: tag resolution, gettext catalogs (read straight from .po files), Babel formatting."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import datetime
+from io import BytesIO
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date, format_datetime, format_time
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import NullTranslations, Translations
+
+from bot.config import LANGUAGES, PROJECT_DIR
+
+logger = logging.getLogger(__name__)
+
+LOCALES_DIR = PROJECT_DIR / "locales"
+DOMAIN = "messages"
+
+
+def N_(message: str) -> str:
+    """Mark a string for extraction; it is translated later, where the member's language is known."""
+    return message
+
+
+def resolve_locale(tag: str | None) -> str | None:
+    """Map a platform language tag to one of our languages, or None when we do not speak it.
+
+    Babel's negotiation does not map ``zh-CN``, ``zh-SG`` or ``zh-Hans-CN`` to ``zh_Hans``; every Chinese
+    tag (Traditional ones too) resolves to Simplified Chinese, the only Chinese we answer in.
+    """
+    if not tag:
+        return None
+    cleaned = tag.strip().replace("-", "_")
+    if cleaned in LANGUAGES:
+        return cleaned
+    try:
+        locale = Locale.parse(cleaned)
+    except (ValueError, UnknownLocaleError):
+        language = cleaned.split("_", 1)[0].lower()
+    else:
+        language = locale.language
+    if language == "zh":
+        return "zh_Hans"
+    return language if language in LANGUAGES else None
+
+
+def babel_locale(lang: str) -> Locale:
+    return Locale.parse(lang)
+
+
+@functools.cache
+def translations(lang: str, locales_dir: Path = LOCALES_DIR) -> NullTranslations:
+    """The catalog of ``lang``, compiled in memory from its .po file (no separate compile step)."""
+    po_path = locales_dir / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
+    if not po_path.is_file():
+        return NullTranslations()
+    with po_path.open("rb") as handle:
+        catalog = read_po(handle, locale=lang, domain=DOMAIN)
+    buffer = BytesIO()
+    write_mo(buffer, catalog)
+    buffer.seek(0)
+    return Translations(buffer, domain=DOMAIN)
+
+
+def gettext(lang: str, message: str) -> str:
+    return translations(lang).gettext(message)
+
+
+def local(moment: datetime, timezone: str) -> datetime:
+    return moment.astimezone(ZoneInfo(timezone))
+
+
+def fmt_datetime(moment: datetime, lang: str, timezone: str) -> str:
+    """A date and time in the member's locale and the registry's time zone, e.g. "Monday, November 30 at 8:00 AM"."""
+    tz = ZoneInfo(timezone)
+    locale = babel_locale(lang)
+    day = format_date(moment.astimezone(tz), format="full", locale=locale)
+    clock = format_time(moment, format="short", tzinfo=tz, locale=locale)
+    return gettext(lang, "{day} at {time}").format(day=day, time=clock)
+
+
+def fmt_date(moment: datetime, lang: str, timezone: str) -> str:
+    return format_date(moment.astimezone(ZoneInfo(timezone)), format="long", locale=babel_locale(lang))
+
+
+def fmt_time(moment: datetime, lang: str, timezone: str) -> str:
+    return format_time(moment, format="short", tzinfo=ZoneInfo(timezone), locale=babel_locale(lang))
+
+
+def fmt_timestamp(moment: datetime, lang: str, timezone: str) -> str:
+    return format_datetime(moment, format="medium", tzinfo=ZoneInfo(timezone), locale=babel_locale(lang))

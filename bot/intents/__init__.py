@@ -1,0 +1,159 @@
+"""What does the member want? Commands and buttons first, then whole-message intents, then the articles.
+
+Below the answer threshold the assistant asks which of the top topics was meant; below the clarify
+threshold it says what it can help with. It never answers confidently with a topic that is not clearly ahead.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Literal
+
+from rapidfuzz import fuzz
+
+from bot import text
+from bot.intents import control, smalltalk
+from bot.intents.base import Intent
+from bot.knowledge import KnowledgeBase
+
+INTENTS: tuple[Intent, ...] = smalltalk.INTENTS + control.INTENTS
+
+# Slash commands (Telegram menu, typed anywhere) and what they mean.
+COMMANDS = {
+    "start": "greeting",
+    "help": "help",
+    "language": "language",
+    "idioma": "language",
+    "cancel": "cancel",
+    "human": "human",
+    "hours": "hours",
+    "logout": "logout",
+    "notice": "notice",
+}
+
+# Names of languages as members write them; the whole message naming one is a choice of language.
+LANGUAGE_NAMES = {
+    "en": ("english", "ingles", "英文", "英语", "en"),
+    "es": ("espanol", "spanish", "castellano", "西班牙语", "西班牙文", "es"),
+    "zh_Hans": ("中文", "chinese", "chino", "mandarin", "mandarin chinese", "简体中文", "普通话", "汉语", "华语",
+                "zh", "国语", "chino mandarin"),
+}
+_LANGUAGE_FILLERS = frozenset(
+    "in en please por favor speak habla hablas hablar language idioma lenguaje switch to change cambiar a al "
+    "use usar can you puedes 用 说 请 讲 请用 改成 换成 切换 i want quiero".split()
+)
+
+Kind = Literal["command", "intent", "language", "answer", "clarify", "unknown", "empty"]
+MARGIN = 0.06  # how far the best topic must lead the next one to be answered without asking
+CLEAR_LEAD = 0.3  # a lead this large answers even a loosely worded question
+
+
+@dataclass(frozen=True, slots=True)
+class Understanding:
+    """The outcome of understanding one message."""
+
+    kind: Kind
+    name: str | None = None  # intent or command name, or the topic id
+    score: float = 0.0
+    alternatives: tuple[str, ...] = ()
+    argument: str = ""  # a command's argument, or the chosen language
+
+
+@functools.cache
+def _intent_phrases() -> dict[str, str]:
+    phrases: dict[str, str] = {}
+    for intent in INTENTS:
+        for variants in intent.phrases.values():
+            for phrase in variants:
+                phrases.setdefault(text.normalize(phrase), intent.name)
+    return phrases
+
+
+def language_choice(message: str) -> str | None:
+    """The language a message asks for when all it says is a language ("español", "in English please")."""
+    normalized = text.normalize(message)
+    if not normalized:
+        return None
+    for lang, names in LANGUAGE_NAMES.items():
+        if normalized in names:
+            return lang
+    words = [w for w in normalized.split() if w not in _LANGUAGE_FILLERS]
+    if text.has_cjk(normalized) and len(words) == 1:
+        rest = words[0]
+        for filler in sorted(_LANGUAGE_FILLERS, key=len, reverse=True):
+            if text.has_cjk(filler):
+                rest = rest.replace(filler, "")
+        words = [rest]
+    chosen = {lang for word in words for lang, names in LANGUAGE_NAMES.items() if word in names}
+    if len(chosen) == 1 and len(words) <= 2 and all(
+        any(word in names for names in LANGUAGE_NAMES.values()) for word in words
+    ):
+        return chosen.pop()
+    return None
+
+
+def match_intent(message: str) -> str | None:
+    """The intent a whole (short) message expresses, or None."""
+    normalized = text.normalize(message)
+    if not normalized:
+        return None
+    phrases = _intent_phrases()
+    if normalized in phrases:
+        return phrases[normalized]
+    if len(normalized.split()) > 5 or len(normalized) < 4:
+        return None
+    best, best_score = None, 0.0
+    for phrase, name in phrases.items():
+        score = fuzz.ratio(normalized, phrase)
+        if score > best_score:
+            best, best_score = name, score
+    return best if best_score >= 88 else None
+
+
+def parse_command(message: str) -> tuple[str, str] | None:
+    """``/name argument`` (also ``/name@botname``) as (name, argument); None when not a command."""
+    stripped = message.strip()
+    if not stripped.startswith("/") or len(stripped) < 2:
+        return None
+    head, _, argument = stripped[1:].partition(" ")
+    name = head.split("@", 1)[0].lower()
+    return name, argument.strip()
+
+
+class Understander:
+    """Turns a message into an ``Understanding`` for one registry's knowledge base."""
+
+    def __init__(self, knowledge: KnowledgeBase, *, answer_threshold: float, clarify_threshold: float) -> None:
+        self.knowledge = knowledge
+        self.answer_threshold = answer_threshold
+        self.clarify_threshold = clarify_threshold
+
+    def understand(self, message: str, registry: str, lang: str | None = None) -> Understanding:
+        if not text.normalize(message):
+            return Understanding("empty")
+        command = parse_command(message)
+        if command is not None:
+            name, argument = command
+            return Understanding("command", COMMANDS.get(name, name), 1.0, argument=argument)
+        chosen = language_choice(message)
+        if chosen is not None:
+            return Understanding("language", "language", 1.0, argument=chosen)
+        intent = match_intent(message)
+        if intent is not None:
+            return Understanding("intent", intent, 1.0)
+        return self.search(message, registry, lang)
+
+    def search(self, message: str, registry: str, lang: str | None = None) -> Understanding:
+        """Knowledge search alone: answer, clarify between the top topics, or unknown."""
+        matches = self.knowledge.search(message, registry, lang=lang, limit=4)
+        if not matches or matches[0].score < self.clarify_threshold:
+            return Understanding("unknown", None, matches[0].score if matches else 0.0)
+        best = matches[0]
+        runner_up = matches[1].score if len(matches) > 1 else 0.0
+        clear_lead = best.score - runner_up >= CLEAR_LEAD and best.score >= self.clarify_threshold + 0.05
+        if (best.score >= self.answer_threshold and best.score - runner_up >= MARGIN) or clear_lead:
+            others = tuple(m.topic for m in matches[1:3] if m.score >= self.clarify_threshold)
+            return Understanding("answer", best.topic, best.score, others)
+        close = tuple(m.topic for m in matches[:3] if m.score >= max(self.clarify_threshold, best.score - 0.2))
+        return Understanding("clarify", None, best.score, close)

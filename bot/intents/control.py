@@ -1,0 +1,57 @@
+"""Conversation control: help, cancel, back, a person, support hours, the registry's notice, sign out."""
+
+from bot.intents.base import Intent
+
+HELP = Intent(
+    "help",
+    {
+        "en": ("help", "menu", "what can you do", "what can you help with", "options", "help me",
+               "how does this work", "what do you do"),
+        "es": ("ayuda", "menu", "que puedes hacer", "en que me puedes ayudar", "opciones", "ayudame",
+               "como funciona esto"),
+        "zh_Hans": ("帮助", "菜单", "你能做什么", "你可以帮我什么", "选项", "帮帮我", "怎么用"),
+    },
+)
+CANCEL = Intent(
+    "cancel",
+    {
+        "en": ("cancel", "stop", "quit", "exit", "never mind", "nevermind", "forget it", "start over"),
+        "es": ("cancelar", "cancela", "salir", "olvidalo", "dejalo", "empezar de nuevo", "parar"),
+        "zh_Hans": ("取消", "算了", "退出", "停止", "不要了", "重新开始"),
+    },
+)
+BACK = Intent(
+    "back",
+    {
+        "en": ("back", "go back", "previous", "undo"),
+        "es": ("atras", "volver", "regresar", "anterior"),
+        "zh_Hans": ("返回", "上一步", "后退", "回去"),
+    },
+)
+HOURS = Intent(
+    "hours",
+    {
+        "en": ("are you open", "are you open now", "is anyone there", "opening hours", "hours",
+               "when are you open", "is the help desk open"),
+        "es": ("estan abiertos", "esta abierto", "horario", "a que hora abren", "hay alguien"),
+        "zh_Hans": ("现在开门吗", "营业时间", "几点上班", "有人吗", "现在有人吗", "办公时间"),
+    },
+)
+NOTICE = Intent(
+    "notice",
+    {
+        "en": ("notice", "announcement", "announcements", "any news", "is the site down", "maintenance"),
+        "es": ("aviso", "anuncio", "anuncios", "novedades", "mantenimiento", "esta caido el sitio"),
+        "zh_Hans": ("通知", "公告", "最新消息", "网站维护", "网站打不开"),
+    },
+)
+LOGOUT = Intent(
+    "logout",
+    {
+        "en": ("logout", "log out", "unlink", "unlink my account", "sign out", "forget me"),
+        "es": ("cerrar sesion", "desvincular", "desvincular mi cuenta", "salir de mi cuenta"),
+        "zh_Hans": ("退出登录", "解除绑定", "取消绑定", "注销"),
+    },
+)
+
+INTENTS = (HELP, CANCEL, BACK, HOURS, NOTICE, LOGOUT)

@@ -1,0 +1,34 @@
+"""Which language is a message written in? Script first, then the words it uses."""
+
+from __future__ import annotations
+
+from bot import text
+from bot.knowledge import KnowledgeBase
+
+
+def detect_language(message: str, knowledge: KnowledgeBase | None = None) -> str | None:
+    """``en``, ``es`` or ``zh_Hans`` when the message says so clearly enough, otherwise None.
+
+    Chinese characters decide at once (mixed "我的registry ID" is Chinese). Otherwise Spanish accents,
+    function words of either language, and words the articles use in only one language are counted; a
+    Spanish message written without accents is still recognised by its words.
+    """
+    cjk = text.cjk_count(message)
+    if cjk >= 2 or (cjk and len(text.words(message)) <= 2):
+        return "zh_Hans"
+    spanish = 2 * min(text.spanish_marks(message), 2)
+    english = 0
+    for word in text.words(message):
+        if word in text.STOPWORDS_ES and word not in text.STOPWORDS_EN:
+            spanish += 1
+        elif word in text.STOPWORDS_EN and word not in text.STOPWORDS_ES:
+            english += 1
+    if knowledge is not None:
+        votes = knowledge.language_votes(message)
+        spanish += votes["es"]
+        english += votes["en"]
+    if spanish > english:
+        return "es"
+    if english > spanish:
+        return "en"
+    return None

@@ -1,0 +1,1 @@
+"""The registry database: models, migrations, sessions and the repository functions flows call."""
