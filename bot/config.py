@@ -29,6 +29,8 @@ class Settings(BaseSettings):
 
     registry: str = "ca"
     database_url: str = "sqlite+aiosqlite:///registry-bot.db"
+    # PostgreSQL only: the schema to work in (search_path), so several registries or test runs share one.
+    database_schema: str | None = None
     content_dir: Path = PROJECT_DIR
     demo_data: Path = PROJECT_DIR / "data" / "demo-registry.json"
     # A flow left untouched this long starts over politely.

@@ -55,10 +55,14 @@ class Report:
         return correct / total if total else 1.0
 
     def lines(self) -> list[str]:
-        out = [f"{lang:8} {self.correct[lang]:4}/{self.total[lang]:<4} {self.accuracy(lang):7.1%}"
-               for lang in sorted(self.total)]
-        out.append(f"{'overall':8} {sum(self.correct.values()):4}/{sum(self.total.values()):<4} "
-                   f"{self.accuracy():7.1%}")
+        out = [
+            f"{lang:8} {self.correct[lang]:4}/{self.total[lang]:<4} {self.accuracy(lang):7.1%}"
+            for lang in sorted(self.total)
+        ]
+        out.append(
+            f"{'overall':8} {sum(self.correct.values()):4}/{sum(self.total.values()):<4} "
+            f"{self.accuracy():7.1%}"
+        )
         out.append(f"out of scope handled: {self.out_of_scope_correct}/{self.out_of_scope}")
         rate = self.wrong_confident / self.questions if self.questions else 0.0
         out.append(f"wrong confident answers: {self.wrong_confident}/{self.questions} ({rate:.1%})")
@@ -82,8 +86,15 @@ def evaluate(understander: Understander, path: Path) -> Report:
         if got == expected:
             report.correct[lang] += 1
         else:
-            report.failures.append({**item, "got": got, "score": result["score"],
-                                    "alternatives": result["alternatives"], "detected": result["lang"]})
+            report.failures.append(
+                {
+                    **item,
+                    "got": got,
+                    "score": result["score"],
+                    "alternatives": result["alternatives"],
+                    "detected": result["lang"],
+                }
+            )
         if expected is None:
             report.out_of_scope += 1
             report.out_of_scope_correct += got is None

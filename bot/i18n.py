@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from datetime import datetime
 from io import BytesIO
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_date, format_datetime, format_time
+from babel.dates import format_date, format_datetime, format_time, get_timezone_name
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
@@ -76,13 +77,25 @@ def local(moment: datetime, timezone: str) -> datetime:
     return moment.astimezone(ZoneInfo(timezone))
 
 
+@functools.cache
+def _day_pattern(lang: str) -> str:
+    """The locale's full date pattern without the year ("EEEE, MMMM d"; "EEEE, d 'de' MMMM"; "M月d日EEEE")."""
+    pattern = babel_locale(lang).date_formats["full"].pattern
+    return re.sub(r",?\s*(?:'de'\s*)?y+年?", "", pattern).strip(" ,")
+
+
 def fmt_datetime(moment: datetime, lang: str, timezone: str) -> str:
-    """A date and time in the member's locale and the registry's time zone, e.g. "Monday, November 30 at 8:00 AM"."""
+    """Day and time in the member's locale and the registry's zone.
+
+    For example "Monday, November 30 at 8:00 AM Pacific Time" or "lunes, 30 de noviembre a las 8:00".
+    """
     tz = ZoneInfo(timezone)
     locale = babel_locale(lang)
-    day = format_date(moment.astimezone(tz), format="full", locale=locale)
-    clock = format_time(moment, format="short", tzinfo=tz, locale=locale)
-    return gettext(lang, "{day} at {time}").format(day=day, time=clock)
+    local_moment = moment.astimezone(tz)
+    day = format_date(local_moment, format=_day_pattern(lang), locale=locale)
+    clock = format_time(local_moment, format="short", locale=locale)
+    zone = get_timezone_name(local_moment, width="long", zone_variant="generic", locale=locale)
+    return gettext(lang, N_("{day} at {time} {zone}")).format(day=day, time=clock, zone=zone)
 
 
 def fmt_date(moment: datetime, lang: str, timezone: str) -> str:

@@ -29,8 +29,15 @@ logger = logging.getLogger(__name__)
 
 KINDS = ("article", "flow", "action")
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n(.*)\Z", re.S)
-_REQUIRED: dict[str, type] = {"id": str, "kind": str, "title": str, "questions": list, "keywords": list,
-                              "source": str, "related": list}
+_REQUIRED: dict[str, type] = {
+    "id": str,
+    "kind": str,
+    "title": str,
+    "questions": list,
+    "keywords": list,
+    "source": str,
+    "related": list,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +60,11 @@ class Article:
 
 @dataclass(frozen=True, slots=True)
 class Match:
+    """A topic, how well it fits (0 to 1), and how much evidence stands behind that (summed word weights)."""
+
     topic: str
     score: float
+    evidence: float = 0.0
 
 
 class KnowledgeError(ValueError):
@@ -198,7 +208,9 @@ class KnowledgeBase:
                 document_frequency[term] += 1
         for term, df in document_frequency.items():
             weight = math.log((n_topics + 1) / (df + 0.5))
-            index.idf[term] = max(weight, 0.05) * (CJK_CHAR_FACTOR if len(term) == 1 and text.is_cjk(term) else 1)
+            index.idf[term] = max(weight, 0.05) * (
+                CJK_CHAR_FACTOR if len(term) == 1 and text.is_cjk(term) else 1
+            )
         index.unknown_weight = UNKNOWN_FACTOR * math.log((n_topics + 1) / 2.5)
         for concept in (text.NEGATION_TERM, text.WHY_TERM):  # rare or common, these change what is asked
             if concept in index.idf:
@@ -206,10 +218,10 @@ class KnowledgeBase:
         for topic, pairs in raw:
             # a phrase's own words count at least PHRASE_FLOOR, so a common word it has and the query
             # lacks still makes it a worse fit
-            terms = {term: max(index.idf[term], PHRASE_FLOOR) for _, term in pairs}
+            weights = {term: max(index.idf[term], PHRASE_FLOOR) for _, term in pairs}
             number = len(index.phrases)
-            index.phrases.append(_Phrase(topic=topic, terms=terms, total=sum(terms.values())))
-            for term in terms:
+            index.phrases.append(_Phrase(topic=topic, terms=weights, total=sum(weights.values())))
+            for term in weights:
                 index.postings[term].append(number)
         index.surface_words = sorted(index.surface)
         return index
@@ -232,15 +244,20 @@ class KnowledgeBase:
                 continue
             if word in text.STOPWORDS or len(word) < 2 or word.isdigit():
                 continue
-            concept = (text.NEGATION_TERM if word in text.NEGATIONS
-                       else text.WHY_TERM if word in text.WHY_WORDS else None)
+            concept = (
+                text.NEGATION_TERM
+                if word in text.NEGATIONS
+                else text.WHY_TERM
+                if word in text.WHY_WORDS
+                else None
+            )
             if concept is not None:
                 if concept in index.idf:
                     out.append((concept, 1.0, index.idf[concept]))
                 continue
-            term, similarity = _lookup(index, word, lang)
-            weight = index.idf[term] if term else index.unknown_weight
-            out.append((term, similarity, weight))
+            found, similarity = _lookup(index, word, lang)
+            weight = index.idf[found] if found else index.unknown_weight
+            out.append((found, similarity, weight))
         return out
 
     def search(self, query: str, registry: str, *, lang: str | None = None, limit: int = 5) -> list[Match]:
@@ -281,7 +298,11 @@ class KnowledgeBase:
                 f = 2 * q_cover * p_cover / (q_cover + p_cover)
                 best_phrase[phrase.topic] = max(best_phrase[phrase.topic], f)
         scores = [
-            Match(topic, round(0.7 * best_phrase[topic] + 0.3 * min(topic_explained[topic] / query_total, 1.0), 4))
+            Match(
+                topic,
+                round(0.7 * best_phrase[topic] + 0.3 * min(topic_explained[topic] / query_total, 1.0), 4),
+                round(topic_explained[topic], 3),
+            )
             for topic in best_phrase
         ]
         scores.sort(key=lambda match: (-match.score, match.topic))
@@ -376,5 +397,7 @@ def check(root: Path, *, known_flows: Iterable[str], languages: Iterable[str] = 
     for article in articles:
         for related in article.related:
             if related not in by_registry[article.registry]:
-                problems.append(f"{article.path}: related topic {related!r} does not exist in {article.registry}")
+                problems.append(
+                    f"{article.path}: related topic {related!r} does not exist in {article.registry}"
+                )
     return problems

@@ -19,10 +19,37 @@ _STEMMERS = {"en": snowballstemmer.stemmer("english"), "es": snowballstemmer.ste
 
 # Cantonese wording → Mandarin, applied after conversion to Simplified characters.
 CANTONESE = {
-    "点样": "怎么", "点解": "为什么", "边度": "哪里", "边个": "谁", "乜嘢": "什么", "咩": "什么",
-    "冇": "没有", "唔该": "谢谢", "唔": "不", "系": "是", "嘅": "的", "咗": "了", "喺": "在", "佢": "他",
-    "揾": "找", "睇": "看", "谂": "想", "俾": "给", "畀": "给", "呢个": "这个", "噉": "这样", "几时": "什么时候",
-    "倾": "谈", "啲": "些", "嚟": "来", "攞": "拿", "掣": "按钮", "识": "会", "晒": "完", "吖": "", "啦": "",
+    "点样": "怎么",
+    "点解": "为什么",
+    "边度": "哪里",
+    "边个": "谁",
+    "乜嘢": "什么",
+    "咩": "什么",
+    "冇": "没有",
+    "唔该": "谢谢",
+    "唔": "不",
+    "系": "是",
+    "嘅": "的",
+    "咗": "了",
+    "喺": "在",
+    "佢": "他",
+    "揾": "找",
+    "睇": "看",
+    "谂": "想",
+    "俾": "给",
+    "畀": "给",
+    "呢个": "这个",
+    "噉": "这样",
+    "几时": "什么时候",
+    "倾": "谈",
+    "啲": "些",
+    "嚟": "来",
+    "攞": "拿",
+    "掣": "按钮",
+    "识": "会",
+    "晒": "完",
+    "吖": "",
+    "啦": "",
 }
 _CANTONESE_RE = re.compile("|".join(sorted(map(re.escape, CANTONESE), key=len, reverse=True)))
 
@@ -32,29 +59,38 @@ _CJK_RE = re.compile(rf"[{_CJK}]")
 _SPANISH_MARKS = re.compile(r"[áéíóúñü¿¡]")
 
 STOPWORDS_EN = frozenset(
-    """a about above after again am an and any are aren as at be been before being below between both but by
-    can cannot could did didn do does doesn doing don down during each few for from further had has have
-    having he her here hers him his how i i'm im if in into is isn it its itself just me more most my
-    myself no nor not now of off on once only or other our ours out over own same she should so some such
-    than that the their them then there these they this those through to too under until up very was we
-    were what whats what's when where which while whom will with would you your yours hi hello hey
-    please thanks thank pls plz ok okay yes yeah also get got getting gets still anymore want wanted need
-    needs know tell someone anyone something thing things way really much many one lot like let us s t
-    ive ya u ur r cuz because since via whether""".split()
+    """
+    a about above after again am an and any are aren as at be been before being below between both
+    but by can cannot could did didn do does doesn doing don down during each few for from further
+    had has have having he her here hers him his how i i'm im if in into is isn it its itself just
+    me more most my myself no nor not now of off on once only or other our ours out over own same
+    she should so some such than that the their them then there these they this those through to too
+    under until up very was we were what whats what's when where which while whom will with would
+    you your yours hi hello hey please thanks thank pls plz ok okay yes yeah also get got getting
+    gets still anymore want wanted need needs know tell someone anyone something thing things way
+    really much many one lot like let us s t ive ya u ur r cuz because since via whether
+    """.split()
 )
 STOPWORDS_ES = frozenset(
-    """a al algo alguien algun alguna alguno ante antes aqui asi aun bien cada casi como con contra cual
-    cuales cuando de del desde donde e el ella ellas ellos en entre era eres es esa ese eso esta estan
-    estar este esto estos estoy fue fueron ha hace hacer han has hay hola la las le les lo los mas me mi
-    mis mucho muy nada ni nos nosotros o otra otro para pero poco por puedo puede pueden que
-    quien se ser si sin sobre soy su sus tambien tan todo todos tu tus un una uno unos
-    usted ustedes y ya yo gracias favor quiero quisiera necesito saber debo
-    cual mio mia aunque oye buenas buenos dias tardes noches senor senora""".split()
+    """
+    a al algo alguien algun alguna alguno ante antes aqui asi aun bien cada casi como con contra
+    cual cuales cuando de del desde donde e el ella ellas ellos en entre era eres es esa ese eso
+    esta estan estar este esto estos estoy fue fueron ha hace hacer han has hay hola la las le les
+    lo los mas me mi mis mucho muy nada ni nos nosotros o otra otro para pero poco por puedo puede
+    pueden que quien se ser si sin sobre soy su sus tambien tan todo todos tu tus un una uno unos
+    usted ustedes y ya yo gracias favor quiero quisiera necesito saber debo cual mio mia aunque oye
+    buenas buenos dias tardes noches senor senora
+    """.split()
 )
-_ZH_STOP_CHARS = frozenset("的了吗呢吧啊呀么是在我你您他她们这那个有和与及或也都就还要会能可以请问一下怎么如何什么哪里为")
+_ZH_STOP_CHARS = frozenset(
+    "的了吗呢吧啊呀么是在我你您他她们这那个有和与及或也都就还要会能可以请问一下怎么如何什么哪里为"
+)
 # Negations decide between neighbours ("how do I withdraw" / "I can't withdraw"): one shared term for all.
 NEGATIONS = frozenset(
-    "no not cant cannot dont doesnt didnt wont isnt arent never couldnt havent hasnt wasnt nunca tampoco".split()
+    """
+    no not cant cannot dont doesnt didnt wont isnt arent never couldnt havent hasnt wasnt nunca
+    tampoco
+    """.split()
 )
 NEGATION_TERM = "~not"
 # Asking "why" is a different question from asking "what" or "how" ("why submit documents?").

@@ -36,17 +36,32 @@ COMMANDS = {
 LANGUAGE_NAMES = {
     "en": ("english", "ingles", "英文", "英语", "en"),
     "es": ("espanol", "spanish", "castellano", "西班牙语", "西班牙文", "es"),
-    "zh_Hans": ("中文", "chinese", "chino", "mandarin", "mandarin chinese", "简体中文", "普通话", "汉语", "华语",
-                "zh", "国语", "chino mandarin"),
+    "zh_Hans": (
+        "中文",
+        "chinese",
+        "chino",
+        "mandarin",
+        "mandarin chinese",
+        "简体中文",
+        "普通话",
+        "汉语",
+        "华语",
+        "zh",
+        "国语",
+        "chino mandarin",
+    ),
 }
 _LANGUAGE_FILLERS = frozenset(
-    "in en please por favor speak habla hablas hablar language idioma lenguaje switch to change cambiar a al "
-    "use usar can you puedes 用 说 请 讲 请用 改成 换成 切换 i want quiero".split()
+    """
+    in en please por favor speak habla hablas hablar language idioma lenguaje switch to change
+    cambiar a al use usar can you puedes 用 说 请 讲 请用 改成 换成 切换 i want quiero
+    """.split()
 )
 
 Kind = Literal["command", "intent", "language", "answer", "clarify", "unknown", "empty"]
 MARGIN = 0.06  # how far the best topic must lead the next one to be answered without asking
 CLEAR_LEAD = 0.3  # a lead this large answers even a loosely worded question
+MIN_EVIDENCE = 1.2  # a lone common word ("training") is too little to answer on: ask instead
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +75,22 @@ class Understanding:
     argument: str = ""  # a command's argument, or the chosen language
 
 
+def _content_key(normalized: str) -> str:
+    """The words that carry meaning ("any announcements" and "announcements" say the same)."""
+    return " ".join(word for word in normalized.split() if word not in text.STOPWORDS)
+
+
 @functools.cache
 def _intent_phrases() -> dict[str, str]:
     phrases: dict[str, str] = {}
     for intent in INTENTS:
         for variants in intent.phrases.values():
             for phrase in variants:
-                phrases.setdefault(text.normalize(phrase), intent.name)
+                normalized = text.normalize(phrase)
+                phrases.setdefault(normalized, intent.name)
+                key = _content_key(normalized)
+                if key:
+                    phrases.setdefault(key, intent.name)
     return phrases
 
 
@@ -86,8 +110,10 @@ def language_choice(message: str) -> str | None:
                 rest = rest.replace(filler, "")
         words = [rest]
     chosen = {lang for word in words for lang, names in LANGUAGE_NAMES.items() if word in names}
-    if len(chosen) == 1 and len(words) <= 2 and all(
-        any(word in names for names in LANGUAGE_NAMES.values()) for word in words
+    if (
+        len(chosen) == 1
+        and len(words) <= 2
+        and all(any(word in names for names in LANGUAGE_NAMES.values()) for word in words)
     ):
         return chosen.pop()
     return None
@@ -101,6 +127,9 @@ def match_intent(message: str) -> str | None:
     phrases = _intent_phrases()
     if normalized in phrases:
         return phrases[normalized]
+    key = _content_key(normalized)
+    if key and key in phrases and len(key.split()) <= 3:
+        return phrases[key]
     if len(normalized.split()) > 5 or len(normalized) < 4:
         return None
     best, best_score = None, 0.0
@@ -124,7 +153,9 @@ def parse_command(message: str) -> tuple[str, str] | None:
 class Understander:
     """Turns a message into an ``Understanding`` for one registry's knowledge base."""
 
-    def __init__(self, knowledge: KnowledgeBase, *, answer_threshold: float, clarify_threshold: float) -> None:
+    def __init__(
+        self, knowledge: KnowledgeBase, *, answer_threshold: float, clarify_threshold: float
+    ) -> None:
         self.knowledge = knowledge
         self.answer_threshold = answer_threshold
         self.clarify_threshold = clarify_threshold
@@ -152,8 +183,13 @@ class Understander:
         best = matches[0]
         runner_up = matches[1].score if len(matches) > 1 else 0.0
         clear_lead = best.score - runner_up >= CLEAR_LEAD and best.score >= self.clarify_threshold + 0.05
-        if (best.score >= self.answer_threshold and best.score - runner_up >= MARGIN) or clear_lead:
+        enough = best.evidence >= MIN_EVIDENCE
+        if enough and (
+            (best.score >= self.answer_threshold and best.score - runner_up >= MARGIN) or clear_lead
+        ):
             others = tuple(m.topic for m in matches[1:3] if m.score >= self.clarify_threshold)
             return Understanding("answer", best.topic, best.score, others)
-        close = tuple(m.topic for m in matches[:3] if m.score >= max(self.clarify_threshold, best.score - 0.2))
+        close = tuple(
+            m.topic for m in matches[:3] if m.score >= max(self.clarify_threshold, best.score - 0.35)
+        )
         return Understanding("clarify", None, best.score, close)

@@ -5,10 +5,25 @@ from bot.intents.base import Intent
 HELP = Intent(
     "help",
     {
-        "en": ("help", "menu", "what can you do", "what can you help with", "options", "help me",
-               "how does this work", "what do you do"),
-        "es": ("ayuda", "menu", "que puedes hacer", "en que me puedes ayudar", "opciones", "ayudame",
-               "como funciona esto"),
+        "en": (
+            "help",
+            "menu",
+            "what can you do",
+            "what can you help with",
+            "options",
+            "help me",
+            "how does this work",
+            "what do you do",
+        ),
+        "es": (
+            "ayuda",
+            "menu",
+            "que puedes hacer",
+            "en que me puedes ayudar",
+            "opciones",
+            "ayudame",
+            "como funciona esto",
+        ),
         "zh_Hans": ("帮助", "菜单", "你能做什么", "你可以帮我什么", "选项", "帮帮我", "怎么用"),
     },
 )
@@ -31,8 +46,15 @@ BACK = Intent(
 HOURS = Intent(
     "hours",
     {
-        "en": ("are you open", "are you open now", "is anyone there", "opening hours", "hours",
-               "when are you open", "is the help desk open"),
+        "en": (
+            "are you open",
+            "are you open now",
+            "is anyone there",
+            "opening hours",
+            "hours",
+            "when are you open",
+            "is the help desk open",
+        ),
         "es": ("estan abiertos", "esta abierto", "horario", "a que hora abren", "hay alguien"),
         "zh_Hans": ("现在开门吗", "营业时间", "几点上班", "有人吗", "现在有人吗", "办公时间"),
     },

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -65,7 +65,7 @@ def _in(column: str, values: tuple[str, ...]) -> str:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, dict[str, Any]: JSON}
 
 
 class Member(Base):
@@ -167,11 +167,7 @@ class Document(Base):
     """A supporting document of an audit request or an appeal, checked by content and hashed."""
 
     __tablename__ = "documents"
-    __table_args__ = (
-        CheckConstraint(
-            "(audit_request_id IS NULL) <> (appeal_id IS NULL)", name="one_owner"
-        ),
-    )
+    __table_args__ = (CheckConstraint("(audit_request_id IS NULL) <> (appeal_id IS NULL)", name="one_owner"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     audit_request_id: Mapped[int | None] = mapped_column(ForeignKey("audit_requests.id"), index=True)

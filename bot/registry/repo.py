@@ -22,6 +22,7 @@ from bot.registry.models import (
     ChatLink,
     Conversation,
     Enrollment,
+    Escalation,
     Member,
     ProcessedUpdate,
     Sponsor,
@@ -84,7 +85,9 @@ def add_transcript(
     )
 
 
-async def recent_transcript(session: AsyncSession, conversation_id: int, limit: int = 10) -> list[TranscriptEntry]:
+async def recent_transcript(
+    session: AsyncSession, conversation_id: int, limit: int = 10
+) -> list[TranscriptEntry]:
     query = (
         select(TranscriptEntry)
         .where(TranscriptEntry.conversation_id == conversation_id)
@@ -95,12 +98,13 @@ async def recent_transcript(session: AsyncSession, conversation_id: int, limit: 
 
 
 def record_unanswered(
-    session: AsyncSession, conversation: Conversation, *, text: str, language: str, now: datetime
+    session: AsyncSession, *, conversation_id: int, registry: str, text: str, language: str, now: datetime
 ) -> None:
+    """Keep a question no article answered: the content gaps staff review."""
     session.add(
         UnansweredQuestion(
-            conversation_id=conversation.id,
-            registry_key=conversation.registry_key,
+            conversation_id=conversation_id,
+            registry_key=registry,
             language=language,
             text=text,
             created_at=now,
@@ -139,7 +143,9 @@ async def seed_demo(session: AsyncSession, *, path: Path, timezone: str, now: da
 
     members: dict[str, Member] = {}
     for item in data.get("members", []):
-        query = select(Member).where(Member.registry_key == registry, Member.registry_id == item["registry_id"])
+        query = select(Member).where(
+            Member.registry_key == registry, Member.registry_id == item["registry_id"]
+        )
         member = (await session.execute(query)).scalar_one_or_none()
         if member is None:
             member = Member(registry_key=registry, **item)
@@ -149,7 +155,9 @@ async def seed_demo(session: AsyncSession, *, path: Path, timezone: str, now: da
 
     sponsors: dict[str, Sponsor] = {}
     for item in data.get("sponsors", []):
-        sponsor = (await session.execute(select(Sponsor).where(Sponsor.key == item["key"]))).scalar_one_or_none()
+        sponsor = (
+            await session.execute(select(Sponsor).where(Sponsor.key == item["key"]))
+        ).scalar_one_or_none()
         if sponsor is None:
             sponsor = Sponsor(**item)
             session.add(sponsor)
@@ -159,8 +167,8 @@ async def seed_demo(session: AsyncSession, *, path: Path, timezone: str, now: da
 
     trainings: dict[str, Training] = {}
     for item in data.get("trainings", []):
-        query = select(Training).where(Training.key == item["key"])
-        training = (await session.execute(query)).scalar_one_or_none()
+        found = select(Training).where(Training.key == item["key"])
+        training = (await session.execute(found)).scalar_one_or_none()
         if training is None:
             training = Training(
                 key=item["key"],
@@ -177,17 +185,17 @@ async def seed_demo(session: AsyncSession, *, path: Path, timezone: str, now: da
     await session.flush()
 
     for item in data.get("enrollments", []):
-        member, training = members[item["member"]], trainings[item["training"]]
-        query = select(Enrollment).where(
-            Enrollment.member_id == member.id, Enrollment.training_id == training.id
+        enrollee, course = members[item["member"]], trainings[item["training"]]
+        existing = select(Enrollment).where(
+            Enrollment.member_id == enrollee.id, Enrollment.training_id == course.id
         )
-        if (await session.execute(query)).scalar_one_or_none() is None:
-            session.add(Enrollment(member_id=member.id, training_id=training.id, status=item["status"]))
+        if (await session.execute(existing)).scalar_one_or_none() is None:
+            session.add(Enrollment(member_id=enrollee.id, training_id=course.id, status=item["status"]))
             added["enrollments"] += 1
 
     for item in data.get("audit_requests", []):
-        query = select(AuditRequest).where(AuditRequest.reference == item["reference"])
-        if (await session.execute(query)).scalar_one_or_none() is not None:
+        audit = select(AuditRequest).where(AuditRequest.reference == item["reference"])
+        if (await session.execute(audit)).scalar_one_or_none() is not None:
             continue
         submitted = now - timedelta(days=item.get("submitted_days_ago", 0))
         decided_ago = item.get("decided_days_ago")
@@ -210,3 +218,40 @@ async def seed_demo(session: AsyncSession, *, path: Path, timezone: str, now: da
         added["audit_requests"] += 1
     await session.flush()
     return added
+
+
+async def unlink(session: AsyncSession, *, channel: str, user_id: str) -> bool:
+    """Forget that this chat account is a member; True when it was linked."""
+    query = select(ChatLink).where(ChatLink.channel == channel, ChatLink.user_id == user_id)
+    link = (await session.execute(query)).scalar_one_or_none()
+    if link is None:
+        return False
+    await session.delete(link)
+    return True
+
+
+async def open_escalation(
+    session: AsyncSession,
+    *,
+    conversation_id: int,
+    member_id: int | None,
+    registry: str,
+    language: str,
+    question: str,
+    after_hours: bool,
+    now: datetime,
+) -> Escalation:
+    """Write an escalation for staff; the turn's transaction commits it with the reply."""
+    escalation = Escalation(
+        conversation_id=conversation_id,
+        member_id=member_id,
+        registry_key=registry,
+        language=language,
+        question=question,
+        status="open",
+        after_hours=after_hours,
+        created_at=now,
+    )
+    session.add(escalation)
+    await session.flush()
+    return escalation

@@ -17,10 +17,12 @@ logger = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
-def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine; SQLite files get WAL, foreign keys and a busy timeout."""
+def make_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> AsyncEngine:
+    """An async engine. SQLite gets WAL, foreign keys and a busy timeout; PostgreSQL a schema if given."""
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"timeout": 30})
+    elif schema:
+        kwargs.setdefault("connect_args", {"server_settings": {"search_path": schema}})
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
 

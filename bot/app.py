@@ -1,0 +1,64 @@
+"""Composition root: builds the database, knowledge base and engine. Nothing else builds them."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.config import Profile, Settings, load_profile
+from bot.engine import Engine, utcnow
+from bot.knowledge import KnowledgeBase
+from bot.registry import repo
+from bot.registry.session import make_engine, make_sessionmaker, upgrade
+
+logger = logging.getLogger(__name__)
+
+
+@functools.cache
+def load_knowledge(root: Path) -> KnowledgeBase:
+    """The knowledge base under ``root``, loaded and indexed once per process."""
+    return KnowledgeBase.load(root)
+
+
+@dataclass
+class App:
+    """The running assistant for one registry profile."""
+
+    settings: Settings
+    profile: Profile
+    database: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    knowledge: KnowledgeBase
+    engine: Engine
+
+    @classmethod
+    def build(
+        cls, settings: Settings, *, registry: str | None = None, clock: Callable[[], datetime] = utcnow
+    ) -> App:
+        profile = load_profile(registry or settings.registry, settings)
+        database = make_engine(settings.database_url, schema=settings.database_schema)
+        sessionmaker = make_sessionmaker(database)
+        knowledge = load_knowledge(settings.content_dir / "knowledge")
+        engine = Engine(
+            settings=settings, profile=profile, sessionmaker=sessionmaker, knowledge=knowledge, clock=clock
+        )
+        return cls(settings, profile, database, sessionmaker, knowledge, engine)
+
+    async def migrate(self) -> None:
+        await upgrade(self.database)
+
+    async def seed_demo(self) -> dict[str, int]:
+        """Load the demo data (idempotent) in the registry's time zone."""
+        async with self.sessionmaker() as session, session.begin():
+            return await repo.seed_demo(
+                session, path=self.settings.demo_data, timezone=self.profile.timezone, now=self.engine.clock()
+            )
+
+    async def close(self) -> None:
+        await self.database.dispose()

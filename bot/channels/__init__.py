@@ -1,0 +1,1 @@
+"""Adapters between chat platforms and the engine. Only this package knows a platform exists."""

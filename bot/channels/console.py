@@ -1,0 +1,89 @@
+"""The terminal channel: an interactive chat, or one member message per line of piped stdin."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import TextIO
+
+from bot.engine import Engine
+from bot.messages import Choice, Inbound, Reply
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "console"
+
+
+def format_reply(reply: Reply, *, numbered_from: int = 1) -> str:
+    """A reply as terminal text: the message, numbered choices, then links."""
+    lines = [reply.text]
+    for number, choice in enumerate(reply.choices, start=numbered_from):
+        lines.append(f"  [{number}] {choice.label}")
+    for link in reply.links:
+        lines.append(f"  {link.label}: {link.url}")
+    return "\n".join(lines)
+
+
+class ConsoleChat:
+    """One terminal conversation; a number typed after buttons presses that button."""
+
+    def __init__(self, engine: Engine, *, user_id: str = "console", language: str | None = None) -> None:
+        self.engine = engine
+        self.user_id = user_id
+        self.language = language
+        self.session_id = uuid.uuid4().hex[:12]
+        self.counter = 0
+        self.buttons: list[Choice] = []
+
+    def inbound(self, line: str) -> Inbound:
+        self.counter += 1
+        text, payload = line, None
+        stripped = line.strip()
+        if stripped.isdigit() and 1 <= int(stripped) <= len(self.buttons):
+            payload, text = self.buttons[int(stripped) - 1].payload, ""
+        return Inbound(
+            channel=CHANNEL,
+            user_id=self.user_id,
+            delivery_id=f"{self.session_id}-{self.counter}",
+            text=text,
+            payload=payload,
+            language_hint=self.language,
+        )
+
+    async def send(self, line: str) -> list[Reply]:
+        replies = await self.engine.handle(self.inbound(line))
+        self.buttons = [choice for reply in replies for choice in reply.choices]
+        return replies
+
+    def render(self, replies: list[Reply]) -> str:
+        blocks, number = [], 1
+        for reply in replies:
+            blocks.append(format_reply(reply, numbered_from=number))
+            number += len(reply.choices)
+        return "\n\n".join(blocks)
+
+
+async def run(engine: Engine, *, user_id: str, language: str | None, stdin: TextIO, stdout: TextIO) -> None:
+    """Chat until end of input. Interactive terminals get a prompt; piped input is answered line by line."""
+    chat = ConsoleChat(engine, user_id=user_id, language=language)
+    interactive = stdin.isatty()
+    if interactive:
+        stdout.write("registry-bot: type your question (Ctrl-D to quit)\n")
+    while True:
+        if interactive:
+            stdout.write("> ")
+            stdout.flush()
+        line = await asyncio.to_thread(stdin.readline)
+        if not line:
+            break
+        line = line.rstrip("\n")
+        if not line.strip() and not interactive:
+            continue
+        replies = await chat.send(line)
+        stdout.write(chat.render(replies) + "\n")
+        if not interactive:
+            stdout.write("\n")
+        stdout.flush()
+    if interactive:
+        stdout.write("\n")

@@ -1,0 +1,155 @@
+"""The ``registry-bot`` command line: thin; it parses arguments and calls the application."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.app import App, load_knowledge
+from bot.config import LANGUAGES, Settings, load_profile
+
+logger = logging.getLogger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="registry-bot", description="Help desk assistant for ECE workforce registries"
+    )
+    parser.add_argument("--registry", help="registry profile (ca, ct); default REGISTRY_BOT_REGISTRY or ca")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    chat = commands.add_parser("chat", help="chat in the terminal (piped stdin: one message per line)")
+    chat.add_argument("--user", default="console", help="the chat user id (default: console)")
+    chat.add_argument("--lang", choices=LANGUAGES, help="starting language")
+
+    ask = commands.add_parser("ask", help="which topic would answer each question on stdin")
+    ask.add_argument("--json", action="store_true", help="one JSON object per line")
+    ask.add_argument("--lang", default="auto", choices=("auto", *LANGUAGES))
+
+    evaluate = commands.add_parser("eval", help="score a questions file (JSON lines)")
+    evaluate.add_argument("file", type=Path)
+    evaluate.add_argument("--verbose", "-v", action="store_true", help="list every miss")
+
+    database = commands.add_parser("db", help="database: upgrade, downgrade, seed-demo")
+    database.add_argument("action", choices=("upgrade", "downgrade", "seed-demo"))
+    database.add_argument("--revision", default=None)
+
+    knowledge = commands.add_parser("kb", help="knowledge base: check")
+    knowledge.add_argument("action", choices=("check",))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr)
+    registry = args.registry or settings.registry
+    try:
+        load_profile(registry, settings)
+    except ValueError as exc:
+        print(f"registry-bot: {exc}", file=sys.stderr)
+        return 2
+    handler = {"chat": _chat, "ask": _ask, "eval": _eval, "db": _db, "kb": _kb}[args.command]
+    return handler(args, settings, registry)
+
+
+def _chat(args: argparse.Namespace, settings: Settings, registry: str) -> int:
+    from bot.channels import console
+
+    async def run() -> None:
+        app = App.build(settings, registry=registry)
+        try:
+            await app.migrate()
+            await app.seed_demo()
+            await console.run(
+                app.engine, user_id=args.user, language=args.lang, stdin=sys.stdin, stdout=sys.stdout
+            )
+        finally:
+            await app.close()
+
+    asyncio.run(run())
+    return 0
+
+
+def _understander(settings: Settings):  # type: ignore[no-untyped-def]
+    from bot.intents import Understander
+
+    return Understander(
+        load_knowledge(settings.content_dir / "knowledge"),
+        answer_threshold=settings.answer_threshold,
+        clarify_threshold=settings.clarify_threshold,
+    )
+
+
+def _ask(args: argparse.Namespace, settings: Settings, registry: str) -> int:
+    from bot.evaluation import ask
+
+    understander = _understander(settings)
+    for line in sys.stdin:
+        question = line.rstrip("\n")
+        if not question.strip():
+            continue
+        record = ask(understander, question, registry=registry, lang=args.lang)
+        if args.json:
+            print(json.dumps(record, ensure_ascii=False), flush=True)
+        else:
+            print(
+                f"{record['topic'] or '-'}\t{record['score']:.2f}\t{record['lang']}\t{question}", flush=True
+            )
+    return 0
+
+
+def _eval(args: argparse.Namespace, settings: Settings, registry: str) -> int:
+    from bot.evaluation import evaluate
+
+    if not args.file.is_file():
+        print(f"registry-bot: no such file: {args.file}", file=sys.stderr)
+        return 2
+    report = evaluate(_understander(settings), args.file)
+    print("\n".join(report.lines()))
+    if args.verbose:
+        for failure in report.failures:
+            print(json.dumps(failure, ensure_ascii=False))
+    return 0
+
+
+def _db(args: argparse.Namespace, settings: Settings, registry: str) -> int:
+    from bot.registry.session import downgrade
+
+    async def run() -> None:
+        app = App.build(settings, registry=registry)
+        try:
+            if args.action == "upgrade":
+                await app.migrate()
+                print("database is up to date")
+            elif args.action == "downgrade":
+                await downgrade(app.database, args.revision or "base")
+                print(f"database downgraded to {args.revision or 'base'}")
+            else:
+                await app.migrate()
+                added = await app.seed_demo()
+                print("demo data loaded: " + ", ".join(f"{count} {kind}" for kind, count in added.items()))
+        finally:
+            await app.close()
+
+    asyncio.run(run())
+    return 0
+
+
+def _kb(args: argparse.Namespace, settings: Settings, registry: str) -> int:
+    from bot.flows import FLOWS
+    from bot.knowledge import check
+
+    problems = check(settings.content_dir / "knowledge", known_flows=FLOWS)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s)")
+        return 1
+    print("knowledge base is sound")
+    return 0

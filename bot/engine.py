@@ -1,0 +1,388 @@
+"""The engine: one turn = an inbound message in, replies out.
+
+It loads the conversation, serializes turns of the same conversation, ignores a delivery it has seen,
+routes to the active flow or to intent detection, and saves state and transcript in the same transaction
+as whatever the turn wrote. Channel-agnostic and async: channels build an ``Inbound`` and render replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.config import Profile, Settings
+from bot.flows import FLOWS, Done, Flow, FlowState, Reask
+from bot.hours import SupportHours
+from bot.i18n import N_, resolve_locale
+from bot.intents import Understander, Understanding
+from bot.knowledge import Article, KnowledgeBase
+from bot.language import detect_language
+from bot.messages import Choice, Inbound, Link, Reply
+from bot.registry import repo
+from bot.turn import Turn
+
+logger = logging.getLogger(__name__)
+
+# Menu of what the assistant does, offered on "help" and when it did not understand.
+MENU_TOPICS = ("find-registry-id", "withdraw-training", "audit-request", "appeal", "forgot-password")
+MAX_TEXT = 4000  # longer messages are cut before matching and storing
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Engine:
+    """Turns inbound messages into replies for one registry profile."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        profile: Profile,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        knowledge: KnowledgeBase,
+        flows: dict[str, Flow] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.profile = profile
+        self.sessionmaker = sessionmaker
+        self.knowledge = knowledge
+        self.flows = FLOWS if flows is None else flows
+        self.clock = clock
+        self.hours = SupportHours(profile)
+        self.understander = Understander(
+            knowledge,
+            answer_threshold=settings.answer_threshold,
+            clarify_threshold=settings.clarify_threshold,
+        )
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    async def handle(self, inbound: Inbound) -> list[Reply]:
+        """Handle one message; a delivery id seen before returns no replies and changes nothing."""
+        key = (inbound.channel, inbound.user_id)
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        async with lock:
+            return await self._handle(inbound)
+
+    async def _handle(self, inbound: Inbound) -> list[Reply]:
+        now = self.clock()
+        text = inbound.text[:MAX_TEXT]
+        async with self.sessionmaker() as session, session.begin():
+            if not await repo.claim_delivery(
+                session, channel=inbound.channel, delivery_id=inbound.delivery_id, now=now
+            ):
+                logger.info("duplicate delivery ignored", extra={"channel": inbound.channel})
+                return []
+            initial = resolve_locale(inbound.language_hint) or self.profile.default_language
+            conversation = await repo.load_conversation(
+                session,
+                channel=inbound.channel,
+                user_id=inbound.user_id,
+                registry=self.profile.key,
+                language=initial,
+                now=now,
+            )
+            state: dict[str, Any] = dict(conversation.state or {})
+            turn = Turn(
+                inbound=inbound,
+                profile=self.profile,
+                now=now,
+                lang=state.get("lang") or initial,
+                lang_explicit=bool(state.get("lang_explicit")),
+                session=session,
+                conversation_id=conversation.id,
+                member=await repo.linked_member(session, channel=inbound.channel, user_id=inbound.user_id),
+                answer=text.strip(),
+                hours=self.hours,
+            )
+            if text and not turn.lang_explicit and not text.lstrip().startswith("/"):
+                detected = detect_language(text, self.knowledge)
+                if detected:
+                    turn.set_language(detected, explicit=False)
+            replies = await self._route(turn, state, text)
+            if not state.get("greeted"):
+                state["greeted"] = True
+                notice = self.profile.notice_for(turn.lang)
+                if notice:
+                    replies.insert(0, Reply(turn.render("notice", notice=notice)))
+            state["lang"], state["lang_explicit"] = turn.lang, turn.lang_explicit
+            conversation.state = state
+            conversation.language = turn.lang
+            conversation.updated_at = now
+            repo.add_transcript(
+                session, conversation, direction="in", text=text or (inbound.payload or ""), now=now
+            )
+            for reply in replies:
+                repo.add_transcript(session, conversation, direction="out", text=reply.text, now=now)
+        return replies
+
+    # -- routing ------------------------------------------------------------------------------------------
+
+    async def _route(self, turn: Turn, state: dict[str, Any], text: str) -> list[Reply]:
+        active = self._active_flow(state)
+        replies: list[Reply] = []
+        if active is not None:
+            touched = active[1].touched()
+            limit = timedelta(hours=self.settings.flow_timeout_hours)
+            if touched is not None and turn.now - touched > limit:
+                state.pop("flow", None)
+                state.pop("after_link", None)
+                replies.append(Reply(turn.render("flow_timeout")))
+                active = None
+        if turn.inbound.payload:
+            return replies + await self._payload(turn, state, turn.inbound.payload)
+        if not text.strip() and not turn.inbound.attachments:
+            reply = [Reply(turn.render("empty"))]
+            return replies + reply + (await self._reprompt(turn, state) if active else [])
+        understanding = (
+            self.understander.understand(text, self.profile.key, turn.lang)
+            if text.strip()
+            else Understanding("empty")
+        )
+        if active is not None:
+            return replies + await self._in_flow(turn, state, understanding)
+        return replies + await self._outside_flow(turn, state, understanding, text)
+
+    def _active_flow(self, state: dict[str, Any]) -> tuple[Flow, FlowState] | None:
+        raw = state.get("flow")
+        if not raw:
+            return None
+        flow_state = FlowState.from_dict(raw)
+        flow = self.flows.get(flow_state.name)
+        if flow is None:  # a flow removed since the state was saved
+            state.pop("flow", None)
+            return None
+        return flow, flow_state
+
+    async def _payload(self, turn: Turn, state: dict[str, Any], payload: str) -> list[Reply]:
+        kind, _, rest = payload.partition(":")
+        active = self._active_flow(state)
+        if kind == "lang" and rest in ("en", "es", "zh_Hans"):
+            turn.set_language(rest, explicit=True)
+            return [Reply(turn.render("language_set"))] + await self._reprompt(turn, state)
+        if kind == "topic":
+            article = self.knowledge.article(self.profile.key, rest, turn.lang)
+            if article is not None:
+                return await self._answer(turn, state, article)
+        if kind == "flow" and rest in self.flows:
+            return await self.start_flow(turn, state, rest)
+        if kind == "s" and active is not None:
+            flow, flow_state = active
+            flow_name, _, slot_value = rest.partition(":")
+            slot, _, value = slot_value.partition(":")
+            if flow_name == flow.name and slot == flow.next_slot(turn, flow_state):
+                turn.answer = value
+                return await self._answer_slot(turn, state, flow, flow_state)
+        return [Reply(turn.render("stale_button"))] + await self._reprompt(turn, state)
+
+    async def _in_flow(self, turn: Turn, state: dict[str, Any], understanding: Understanding) -> list[Reply]:
+        flow, flow_state = self._active_flow(state) or (None, None)
+        assert flow is not None and flow_state is not None
+        name = understanding.name if understanding.kind in ("intent", "command") else None
+        if name == "cancel":
+            state.pop("flow", None)
+            state.pop("after_link", None)
+            return [Reply(turn.render("flow_cancelled", flow_title=turn.t(flow.title)))]
+        if name == "back":
+            if not flow_state.filled:
+                return [Reply(turn.render("flow_back_first"))] + await self._reprompt(turn, state)
+            slot = flow_state.filled.pop()
+            flow_state.slots.pop(slot, None)
+            self._save_flow(turn, state, flow_state)
+            return [await flow.prompt(flow.next_slot(turn, flow_state) or slot, turn, flow_state)]
+        if name == "help":
+            slot = flow.next_slot(turn, flow_state) or ""
+            return [Reply(flow.help(slot, turn, flow_state))] + await self._reprompt(turn, state)
+        if understanding.kind == "language" or name == "language":
+            chosen = (
+                understanding.argument
+                if understanding.kind == "language"
+                else resolve_locale(understanding.argument)
+            )
+            if chosen and flow.name != "language":
+                turn.set_language(chosen, explicit=True)
+                return [Reply(turn.render("language_set"))] + await self._reprompt(turn, state)
+        return await self._answer_slot(turn, state, flow, flow_state, understanding)
+
+    async def _outside_flow(
+        self, turn: Turn, state: dict[str, Any], understanding: Understanding, text: str
+    ) -> list[Reply]:
+        kind, name = understanding.kind, understanding.name
+        if kind == "language":
+            turn.set_language(understanding.argument, explicit=True)
+            return [Reply(turn.render("language_set"))]
+        if kind in ("command", "intent"):
+            if name == "language":
+                chosen = resolve_locale(understanding.argument)
+                if chosen:
+                    turn.set_language(chosen, explicit=True)
+                    return [Reply(turn.render("language_set"))]
+                return await self.start_flow(turn, state, "language")
+            if name == "greeting":
+                return [self._menu(turn, "welcome")]
+            if name in ("help",):
+                return [self._menu(turn, "help")]
+            if name == "human":
+                return await self.start_flow(turn, state, "handoff")
+            if name == "hours":
+                return [self.hours_reply(turn)]
+            if name == "notice":
+                notice = self.profile.notice_for(turn.lang)
+                return [Reply(turn.render("notice", notice=notice) if notice else turn.render("no_notice"))]
+            if name in ("thanks", "goodbye"):
+                return [Reply(turn.render(name))]
+            if name in ("cancel", "back"):
+                return [Reply(turn.render("nothing_to_cancel"))]
+            if name == "logout":
+                return await self.logout(turn)
+            return [self._menu(turn, "help")]
+        if kind == "answer" and name:
+            article = self.knowledge.article(self.profile.key, name, turn.lang)
+            if article is not None:
+                return await self._answer(turn, state, article)
+        if kind == "clarify":
+            choices = [self._topic_choice(turn, topic) for topic in understanding.alternatives]
+            choices.append(Choice(turn.t(N_("Talk to a person")), "flow:handoff"))
+            return [Reply(turn.render("clarify"), tuple(choices))]
+        repo.record_unanswered(
+            turn.session,
+            conversation_id=turn.conversation_id,
+            registry=self.profile.key,
+            text=text,
+            language=turn.lang,
+            now=turn.now,
+        )
+        return [self._menu(turn, "unknown")]
+
+    # -- answers ------------------------------------------------------------------------------------------
+
+    def _topic_choice(self, turn: Turn, topic: str) -> Choice:
+        article = self.knowledge.article(self.profile.key, topic, turn.lang)
+        return Choice(article.title if article else topic, f"topic:{topic}")
+
+    def _menu(self, turn: Turn, template: str) -> Reply:
+        topics = [t for t in MENU_TOPICS if self.knowledge.article(self.profile.key, t, turn.lang)]
+        if not topics:
+            topics = self.knowledge.topics(self.profile.key)[:5]
+        choices = [self._topic_choice(turn, topic) for topic in topics]
+        choices.append(Choice(turn.t(N_("Talk to a person")), "flow:handoff"))
+        return Reply(turn.render(template), tuple(choices))
+
+    async def _answer(self, turn: Turn, state: dict[str, Any], article: Article) -> list[Reply]:
+        if article.kind == "action" and article.flow in self.flows:
+            return await self.start_flow(turn, state, article.flow)
+        choices: list[Choice] = []
+        offer = article.flow if article.flow in self.flows and article.flow in self.profile.flows else None
+        if offer:
+            choices.append(Choice(turn.t(N_("Yes, start now")), f"flow:{offer}"))
+        choices.extend(
+            self._topic_choice(turn, related)
+            for related in article.related[:3]
+            if self.knowledge.article(self.profile.key, related, turn.lang)
+        )
+        links = (
+            (Link(turn.t(N_("Read more on the registry's site")), article.source),) if article.source else ()
+        )
+        text = turn.render("answer", article=article, offer=offer)
+        return [Reply(text, tuple(choices), links)]
+
+    def hours_reply(self, turn: Turn) -> Reply:
+        """Whether the help desk is open now, and if not, when it opens (from the profile's hours)."""
+        if not self.hours.known:
+            return Reply(turn.render("hours_unknown"))
+        is_open = self.hours.is_open(turn.now)
+        return Reply(turn.render("hours", is_open=is_open, next_opening=self.hours.next_opening(turn.now)))
+
+    async def logout(self, turn: Turn) -> list[Reply]:
+        removed = await repo.unlink(turn.session, channel=turn.channel, user_id=turn.user_id)
+        turn.member = None
+        return [Reply(turn.render("logged_out" if removed else "not_linked"))]
+
+    # -- flows --------------------------------------------------------------------------------------------
+
+    def _save_flow(self, turn: Turn, state: dict[str, Any], flow_state: FlowState) -> None:
+        flow_state.touched_at = turn.now.isoformat()
+        state["flow"] = flow_state.to_dict()
+
+    async def start_flow(self, turn: Turn, state: dict[str, Any], name: str) -> list[Reply]:
+        """Begin flow ``name`` (linking the chat account first when the flow needs a verified member)."""
+        flow = self.flows.get(name)
+        if flow is None or (name not in self.profile.flows and name != "language"):
+            return [Reply(turn.render("flow_unavailable"))]
+        if flow.needs_link and turn.member is None:
+            link = self.flows.get("link")
+            if link is None:
+                return [Reply(turn.render("flow_unavailable"))]
+            state["after_link"] = name
+            flow = link
+        state.pop("flow", None)
+        flow_state = FlowState(name=flow.name)
+        started = await flow.start(turn, flow_state)
+        if isinstance(started, Done):
+            return list(started.replies)
+        self._save_flow(turn, state, flow_state)
+        return started + await self._next(turn, state, flow, flow_state)
+
+    async def _next(
+        self, turn: Turn, state: dict[str, Any], flow: Flow, flow_state: FlowState
+    ) -> list[Reply]:
+        slot = flow.next_slot(turn, flow_state)
+        if slot is not None:
+            self._save_flow(turn, state, flow_state)
+            return [await flow.prompt(slot, turn, flow_state)]
+        state.pop("flow", None)
+        replies = await flow.complete(turn, flow_state)
+        after = state.pop("after_link", None)
+        if flow.name == "link" and after and turn.member is not None:
+            replies += await self.start_flow(turn, state, after)
+        return replies
+
+    async def _reprompt(self, turn: Turn, state: dict[str, Any]) -> list[Reply]:
+        active = self._active_flow(state)
+        if active is None:
+            return []
+        flow, flow_state = active
+        slot = flow.next_slot(turn, flow_state)
+        return [await flow.prompt(slot, turn, flow_state)] if slot else []
+
+    async def _answer_slot(
+        self,
+        turn: Turn,
+        state: dict[str, Any],
+        flow: Flow,
+        flow_state: FlowState,
+        understanding: Understanding | None = None,
+    ) -> list[Reply]:
+        slot = flow.next_slot(turn, flow_state)
+        if slot is None:
+            return await self._next(turn, state, flow, flow_state)
+        result = await flow.validate(slot, turn, flow_state)
+        if isinstance(result, Done):
+            state.pop("flow", None)
+            state.pop("after_link", None)
+            return list(result.replies)
+        if isinstance(result, Reask):
+            self._save_flow(turn, state, flow_state)
+            if understanding is not None and understanding.kind == "answer" and understanding.name:
+                article = self.knowledge.article(self.profile.key, understanding.name, turn.lang)
+                if article is not None and article.kind == "article":
+                    # a question asked mid-flow: answer it, then carry on where the member was
+                    answer = await self._answer(turn, state, article)
+                    back = Reply(turn.render("back_to_flow", flow_title=turn.t(flow.title)))
+                    return [*answer, back, await flow.prompt(slot, turn, flow_state)]
+            return [Reply(result.reason), await flow.prompt(slot, turn, flow_state)]
+        flow_state.slots[slot] = result
+        flow_state.filled.append(slot)
+        return await self._next(turn, state, flow, flow_state)

@@ -1,0 +1,50 @@
+"""Handing the conversation to help desk staff, with what they need and an honest word on when."""
+
+from __future__ import annotations
+
+from bot.flows.base import Flow, FlowState, Reask
+from bot.i18n import N_
+from bot.messages import Reply
+from bot.registry import repo
+from bot.turn import Turn
+
+MIN_QUESTION = 3
+
+
+class Handoff(Flow):
+    """Ask what the member needs, open an escalation for staff, and say when a person will answer."""
+
+    name = "handoff"
+    title = N_("Talk to a person")
+    slots = ("question",)
+
+    async def validate_question(self, turn: Turn, state: FlowState) -> str | Reask:
+        question = turn.answer.strip()
+        if len(question) < MIN_QUESTION:
+            return Reask(turn.render("flows/handoff/too_short"))
+        return question
+
+    async def complete(self, turn: Turn, state: FlowState) -> list[Reply]:
+        hours = turn.hours
+        is_open = bool(hours and hours.is_open(turn.now))
+        await repo.open_escalation(
+            turn.session,
+            conversation_id=turn.conversation_id,
+            member_id=turn.member.id if turn.member else None,
+            registry=turn.profile.key,
+            language=turn.lang,
+            question=state.slots["question"],
+            after_hours=not is_open,
+            now=turn.now,
+        )
+        next_opening = hours.next_opening(turn.now) if hours and not is_open else None
+        return [
+            Reply(
+                turn.render(
+                    "flows/handoff/queued",
+                    is_open=is_open,
+                    hours_known=bool(hours and hours.known),
+                    next_opening=next_opening,
+                )
+            )
+        ]

@@ -1,0 +1,52 @@
+"""A scripted member for engine tests: says things, presses buttons, reads replies."""
+
+from __future__ import annotations
+
+import itertools
+
+from bot.engine import Engine
+from bot.messages import Inbound, Reply
+
+_deliveries = itertools.count(1)
+
+
+class Chatter:
+    """One chat user talking to the engine the way a channel would deliver their messages."""
+
+    def __init__(
+        self, engine: Engine, user_id: str = "u1", *, channel: str = "test", hint: str | None = None
+    ):
+        self.engine = engine
+        self.user_id = user_id
+        self.channel = channel
+        self.hint = hint
+        self.last: list[Reply] = []
+
+    def inbound(
+        self, text: str = "", *, payload: str | None = None, delivery_id: str | None = None
+    ) -> Inbound:
+        return Inbound(
+            channel=self.channel,
+            user_id=self.user_id,
+            delivery_id=delivery_id or f"d{next(_deliveries)}",
+            text=text,
+            payload=payload,
+            language_hint=self.hint,
+        )
+
+    async def say(self, text: str = "", *, payload: str | None = None, delivery_id: str | None = None) -> str:
+        """Send a message; returns all reply texts joined, keeps the replies in ``last``."""
+        self.last = await self.engine.handle(self.inbound(text, payload=payload, delivery_id=delivery_id))
+        return "\n".join(reply.text for reply in self.last)
+
+    async def press(self, label_part: str) -> str:
+        """Press the button of the last replies whose label contains ``label_part``."""
+        for reply in self.last:
+            for choice in reply.choices:
+                if label_part.lower() in choice.label.lower():
+                    return await self.say(payload=choice.payload)
+        labels = [choice.label for reply in self.last for choice in reply.choices]
+        raise AssertionError(f"no button {label_part!r} among {labels}")
+
+    def buttons(self) -> list[str]:
+        return [choice.label for reply in self.last for choice in reply.choices]

@@ -1,0 +1,30 @@
+"""`registry-bot eval` on the public questions and the project's own: the quality bar of the matcher."""
+
+from __future__ import annotations
+
+from bot.app import load_knowledge
+from bot.config import PROJECT_DIR
+from bot.evaluation import evaluate
+from bot.intents import Understander
+
+
+def understander() -> Understander:
+    return Understander(
+        load_knowledge(PROJECT_DIR / "knowledge"), answer_threshold=0.62, clarify_threshold=0.40
+    )
+
+
+def test_public_questions_meet_the_bar() -> None:
+    report = evaluate(understander(), PROJECT_DIR / "eval" / "questions.jsonl")
+    for lang in ("en", "es", "zh_Hans"):
+        assert report.accuracy(lang) >= 0.95, (lang, report.lines(), report.failures)
+    assert report.out_of_scope_correct == report.out_of_scope
+    assert report.wrong_confident / report.questions <= 0.02
+
+
+def test_held_out_questions_written_the_way_members_write() -> None:
+    # Typos, no accents, one-word and mixed-language questions, written without looking at the articles.
+    report = evaluate(understander(), PROJECT_DIR / "eval" / "questions-more.jsonl")
+    assert report.accuracy() >= 0.80, report.lines()
+    assert report.wrong_confident / report.questions <= 0.03, report.lines()
+    assert report.lang_correct / report.questions >= 0.97

@@ -1,0 +1,90 @@
+"""The registry database: migrations on both backends, the models matching them, the demo data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, select
+
+from bot.app import App
+from bot.registry.models import AuditRequest, Base, Enrollment, Member, Sponsor, Training
+from bot.registry.session import downgrade
+from tests.conftest import MONDAY_MORNING
+
+TABLES = {
+    "members",
+    "sponsors",
+    "trainings",
+    "enrollments",
+    "audit_requests",
+    "appeals",
+    "documents",
+    "escalations",
+    "verification_codes",
+    "outbox",
+    "conversations",
+    "transcripts",
+    "processed_updates",
+    "chat_links",
+    "feedback",
+    "unanswered_questions",
+    "alembic_version",
+}
+
+
+async def table_names(app: App) -> set[str]:
+    async with app.database.connect() as connection:
+        return set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
+
+
+async def test_migrations_create_every_table_and_downgrade_removes_them(make_app: Callable[..., App]) -> None:
+    app = make_app()
+    try:
+        await app.migrate()
+        assert await table_names(app) == TABLES
+        await downgrade(app.database)
+        assert await table_names(app) <= {"alembic_version"}
+        await app.migrate()
+        await app.migrate()  # upgrading an up-to-date database changes nothing
+        assert await table_names(app) == TABLES
+    finally:
+        await app.close()
+
+
+async def test_models_match_the_migrations(app: App) -> None:
+    async with app.database.connect() as connection:
+        diff = await connection.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+        )
+    assert diff == []
+
+
+async def test_demo_data_loads_once(app: App) -> None:
+    assert await app.seed_demo() == {
+        "members": 0,
+        "sponsors": 0,
+        "trainings": 0,
+        "enrollments": 0,
+        "audit_requests": 0,
+    }
+    async with app.sessionmaker() as session:
+        assert len((await session.execute(select(Member))).scalars().all()) == 6
+        assert len((await session.execute(select(Sponsor))).scalars().all()) == 4
+        assert len((await session.execute(select(Enrollment))).scalars().all()) == 11
+        denied = (
+            await session.execute(select(AuditRequest).where(AuditRequest.reference == "AUD-DEMO-0001"))
+        ).scalar_one()
+        assert denied.status == "denied" and denied.decided_at is not None
+
+
+async def test_relative_dates_resolve_in_the_registry_time_zone(app: App) -> None:
+    pacific = ZoneInfo("America/Los_Angeles")
+    async with app.sessionmaker() as session:
+        training = (await session.execute(select(Training).where(Training.key == "T-402"))).scalar_one()
+    local = training.starts_at.astimezone(pacific)
+    assert local.date() == MONDAY_MORNING.astimezone(pacific).date() + timedelta(days=1)
+    assert (local.hour, local.minute) == (18, 30)
