@@ -41,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
 
     knowledge = commands.add_parser("kb", help="knowledge base: check")
     knowledge.add_argument("action", choices=("check",))
+
+    outbox = commands.add_parser("outbox", help="list e-mail waiting in the outbox, or send it")
+    outbox.add_argument("--all", action="store_true", help="include e-mail already sent")
+    outbox.add_argument("--send", action="store_true", help="deliver what is due over SMTP now")
     return parser
 
 
@@ -54,7 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"registry-bot: {exc}", file=sys.stderr)
         return 2
-    handler = {"chat": _chat, "ask": _ask, "eval": _eval, "db": _db, "kb": _kb}[args.command]
+    handler = {"chat": _chat, "ask": _ask, "eval": _eval, "db": _db, "kb": _kb, "outbox": _outbox}[
+        args.command
+    ]
     return handler(args, settings, registry)
 
 
@@ -153,3 +159,32 @@ def _kb(args: argparse.Namespace, settings: Settings, registry: str) -> int:
         return 1
     print("knowledge base is sound")
     return 0
+
+
+def _outbox(args: argparse.Namespace, settings: Settings, registry: str) -> int:
+    from bot.engine import utcnow
+    from bot.mail import OutboxSender, pending
+
+    async def run() -> int:
+        app = App.build(settings, registry=registry)
+        try:
+            await app.migrate()
+            if args.send:
+                sender = OutboxSender(settings, app.sessionmaker)
+                if not sender.configured:
+                    print("registry-bot: set REGISTRY_BOT_SMTP_HOST to send e-mail", file=sys.stderr)
+                    return 2
+                print(f"{await sender.deliver_due(utcnow())} e-mail(s) sent")
+                return 0
+            messages = await pending(app.sessionmaker, include_sent=args.all)
+            for message in messages:
+                state = f"sent {message.sent_at:%Y-%m-%d %H:%M}" if message.sent_at else "waiting"
+                print(f"--- #{message.id} to {message.recipient} ({state})")
+                print(f"Subject: {message.subject}\n\n{message.body}")
+            if not messages:
+                print("the outbox is empty")
+            return 0
+        finally:
+            await app.close()
+
+    return asyncio.run(run())

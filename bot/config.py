@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,15 @@ class Settings(BaseSettings):
     answer_threshold: float = 0.62
     clarify_threshold: float = 0.40
     log_level: str = "WARNING"
+    # E-mail over SMTP; with no host, mail stays in the outbox (`registry-bot outbox` lists it).
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    smtp_ssl: bool = False
+    smtp_from: str = "Registry Help Desk <no-reply@registry-bot.local>"
+    smtp_timeout: float = 20.0
 
 
 class HolidaySettings(BaseModel):

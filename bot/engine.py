@@ -8,16 +8,17 @@ as whatever the turn wrote. Channel-agnostic and async: channels build an ``Inbo
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Profile, Settings
-from bot.flows import FLOWS, Done, Flow, FlowState, Reask
+from bot.flows import FLOWS, Done, Flow, FlowState, Reask, Stay
 from bot.hours import SupportHours
 from bot.i18n import N_, resolve_locale
 from bot.intents import Understander, Understanding
@@ -50,6 +51,7 @@ class Engine:
         knowledge: KnowledgeBase,
         flows: dict[str, Flow] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        listeners: list[Callable[[str, int], Awaitable[None]]] | None = None,
     ) -> None:
         self.settings = settings
         self.profile = profile
@@ -57,6 +59,8 @@ class Engine:
         self.knowledge = knowledge
         self.flows = FLOWS if flows is None else flows
         self.clock = clock
+        #: called with (event, row id) after a turn that wrote a request is committed (staff notifications)
+        self.listeners = listeners if listeners is not None else []
         self.hours = SupportHours(profile)
         self.understander = Understander(
             knowledge,
@@ -94,7 +98,8 @@ class Engine:
                 language=initial,
                 now=now,
             )
-            state: dict[str, Any] = dict(conversation.state or {})
+            # a deep copy: the JSON column only notices a change when the new value differs from the old
+            state: dict[str, Any] = copy.deepcopy(conversation.state or {})
             turn = Turn(
                 inbound=inbound,
                 profile=self.profile,
@@ -106,6 +111,7 @@ class Engine:
                 member=await repo.linked_member(session, channel=inbound.channel, user_id=inbound.user_id),
                 answer=text.strip(),
                 hours=self.hours,
+                memory=state.setdefault("memory", {}),
             )
             if text and not turn.lang_explicit and not text.lstrip().startswith("/"):
                 detected = detect_language(text, self.knowledge)
@@ -126,6 +132,12 @@ class Engine:
             )
             for reply in replies:
                 repo.add_transcript(session, conversation, direction="out", text=reply.text, now=now)
+        for event, row_id in turn.events:
+            for listener in self.listeners:
+                try:
+                    await listener(event, row_id)
+                except Exception:  # a notification failing must not lose the member's confirmed request
+                    logger.exception("listener failed for %s", event)
         return replies
 
     # -- routing ------------------------------------------------------------------------------------------
@@ -137,8 +149,7 @@ class Engine:
             touched = active[1].touched()
             limit = timedelta(hours=self.settings.flow_timeout_hours)
             if touched is not None and turn.now - touched > limit:
-                state.pop("flow", None)
-                state.pop("after_link", None)
+                await self._end_flow(turn, state, *active)
                 replies.append(Reply(turn.render("flow_timeout")))
                 active = None
         if turn.inbound.payload:
@@ -146,6 +157,8 @@ class Engine:
         if not text.strip() and not turn.inbound.attachments:
             reply = [Reply(turn.render("empty"))]
             return replies + reply + (await self._reprompt(turn, state) if active else [])
+        if turn.inbound.attachments and active is None:
+            return [*replies, Reply(turn.render("documents_outside_flow"))]
         understanding = (
             self.understander.understand(text, self.profile.key, turn.lang)
             if text.strip()
@@ -192,8 +205,7 @@ class Engine:
         assert flow is not None and flow_state is not None
         name = understanding.name if understanding.kind in ("intent", "command") else None
         if name == "cancel":
-            state.pop("flow", None)
-            state.pop("after_link", None)
+            await self._end_flow(turn, state, flow, flow_state)
             return [Reply(turn.render("flow_cancelled", flow_title=turn.t(flow.title)))]
         if name == "back":
             if not flow_state.filled:
@@ -247,6 +259,8 @@ class Engine:
                 return [Reply(turn.render("nothing_to_cancel"))]
             if name == "logout":
                 return await self.logout(turn)
+            if name in ("link", "status"):
+                return await self.start_flow(turn, state, name)
             return [self._menu(turn, "help")]
         if kind == "answer" and name:
             article = self.knowledge.article(self.profile.key, name, turn.lang)
@@ -312,6 +326,12 @@ class Engine:
 
     # -- flows --------------------------------------------------------------------------------------------
 
+    async def _end_flow(self, turn: Turn, state: dict[str, Any], flow: Flow, flow_state: FlowState) -> None:
+        """Stop the flow early: it undoes what it kept, and nothing of it is left in the conversation."""
+        await flow.discard(turn, flow_state)
+        state.pop("flow", None)
+        state.pop("after_link", None)
+
     def _save_flow(self, turn: Turn, state: dict[str, Any], flow_state: FlowState) -> None:
         flow_state.touched_at = turn.now.isoformat()
         state["flow"] = flow_state.to_dict()
@@ -370,8 +390,10 @@ class Engine:
             return await self._next(turn, state, flow, flow_state)
         result = await flow.validate(slot, turn, flow_state)
         if isinstance(result, Done):
-            state.pop("flow", None)
-            state.pop("after_link", None)
+            await self._end_flow(turn, state, flow, flow_state)
+            return list(result.replies)
+        if isinstance(result, Stay):
+            self._save_flow(turn, state, flow_state)
             return list(result.replies)
         if isinstance(result, Reask):
             self._save_flow(turn, state, flow_state)

@@ -84,6 +84,11 @@ def _day_pattern(lang: str) -> str:
     return re.sub(r",?\s*(?:'de'\s*)?y+年?", "", pattern).strip(" ,")
 
 
+def _plain(text: str) -> str:
+    # CLDR puts a narrow no-break space before AM/PM; many terminals and chat fonts show it as a box
+    return text.replace("\u202f", " ")
+
+
 def fmt_datetime(moment: datetime, lang: str, timezone: str) -> str:
     """Day and time in the member's locale and the registry's zone.
 
@@ -93,7 +98,7 @@ def fmt_datetime(moment: datetime, lang: str, timezone: str) -> str:
     locale = babel_locale(lang)
     local_moment = moment.astimezone(tz)
     day = format_date(local_moment, format=_day_pattern(lang), locale=locale)
-    clock = format_time(local_moment, format="short", locale=locale)
+    clock = _plain(format_time(local_moment, format="short", locale=locale))
     zone = get_timezone_name(local_moment, width="long", zone_variant="generic", locale=locale)
     return gettext(lang, N_("{day} at {time} {zone}")).format(day=day, time=clock, zone=zone)
 
@@ -103,8 +108,10 @@ def fmt_date(moment: datetime, lang: str, timezone: str) -> str:
 
 
 def fmt_time(moment: datetime, lang: str, timezone: str) -> str:
-    return format_time(moment, format="short", tzinfo=ZoneInfo(timezone), locale=babel_locale(lang))
+    return _plain(format_time(moment, format="short", tzinfo=ZoneInfo(timezone), locale=babel_locale(lang)))
 
 
 def fmt_timestamp(moment: datetime, lang: str, timezone: str) -> str:
-    return format_datetime(moment, format="medium", tzinfo=ZoneInfo(timezone), locale=babel_locale(lang))
+    return _plain(
+        format_datetime(moment, format="medium", tzinfo=ZoneInfo(timezone), locale=babel_locale(lang))
+    )

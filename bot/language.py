@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from bot import text
 from bot.knowledge import KnowledgeBase
+
+# E-mail addresses and web addresses say nothing about the language of the person typing them.
+NOT_WORDS = re.compile(r"\S+@\S+|(?:https?://|www\.)\S+", re.IGNORECASE)
 
 
 def detect_language(message: str, knowledge: KnowledgeBase | None = None) -> str | None:
@@ -13,6 +18,7 @@ def detect_language(message: str, knowledge: KnowledgeBase | None = None) -> str
     function words of either language, and words the articles use in only one language are counted; a
     Spanish message written without accents is still recognised by its words.
     """
+    message = NOT_WORDS.sub(" ", message)
     cjk = text.cjk_count(message)
     if cjk >= 2 or (cjk and len(text.words(message)) <= 2):
         return "zh_Hans"

@@ -49,7 +49,7 @@ def environment(lang: str) -> Environment:
     return env
 
 
-def render(name: str, lang: str, *, tz: str = "UTC", **context: Any) -> str:
+def render(name: str, lang: str, /, *, tz: str = "UTC", **context: Any) -> str:
     """Render ``templates/<name>.j2`` in ``lang``; whitespace at both ends is trimmed."""
     template = environment(lang).get_template(f"{name}.j2")
     return template.render(lang=lang, tz=tz, **context).strip()

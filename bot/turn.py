@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 from bot import i18n
 from bot.config import Profile
 from bot.hours import SupportHours
+from bot.mail import compose
 from bot.messages import Inbound
+from bot.registry.repo import enqueue_email
 from bot.render import render
 
 if TYPE_CHECKING:
@@ -32,6 +34,9 @@ class Turn:
     answer: str = ""  # the text, or the value of the button pressed for the current question
     lang_explicit: bool = False
     hours: SupportHours | None = None
+    memory: dict[str, Any] = field(default_factory=dict)  # kept with the conversation, across flows
+    # what happened, for whoever listens after the turn is committed (staff notifications)
+    events: list[tuple[str, int]] = field(default_factory=list)
     language_changed: bool = field(default=False, init=False)
 
     @property
@@ -42,7 +47,7 @@ class Turn:
     def user_id(self) -> str:
         return self.inbound.user_id
 
-    def render(self, name: str, **context: Any) -> str:
+    def render(self, name: str, /, **context: Any) -> str:
         """Render a template in the member's language, with the registry profile at hand."""
         return render(
             name,
@@ -56,6 +61,18 @@ class Turn:
     def t(self, message: str) -> str:
         """Translate a string marked with ``N_`` into the member's language."""
         return i18n.gettext(self.lang, message)
+
+    def email(self, template: str, recipient: str, **context: Any) -> None:
+        """Queue an e-mail in the member's language; it is committed with this turn."""
+        subject, body = compose(
+            template,
+            self.lang,
+            tz=self.profile.timezone,
+            profile=self.profile,
+            registry_name=self.profile.display_name(self.lang),
+            **context,
+        )
+        enqueue_email(self.session, recipient=recipient, subject=subject, body=body, now=self.now)
 
     def set_language(self, lang: str, *, explicit: bool) -> None:
         if lang != self.lang:

@@ -61,7 +61,10 @@ def main() -> int:
     with english.open("rb") as handle:
         catalog = read_po(handle, locale="en")
     for message in catalog:
-        if message.id and not message.string:
+        if isinstance(message.id, tuple):  # plural: English keeps its own singular and plural
+            if not all(message.string):
+                message.string = message.id
+        elif message.id and not message.string:
             message.string = message.id
     with english.open("wb") as handle:
         write_po(handle, catalog, omit_header=False, sort_output=True, no_location=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import re
+from typing import Any
 
 from bot.engine import Engine
 from bot.messages import Inbound, Reply
@@ -48,5 +50,39 @@ class Chatter:
         labels = [choice.label for reply in self.last for choice in reply.choices]
         raise AssertionError(f"no button {label_part!r} among {labels}")
 
+    async def press_flow(self, flow: str) -> str:
+        """Start a flow the way its "start now" button would."""
+        return await self.say(payload=f"flow:{flow}")
+
     def buttons(self) -> list[str]:
         return [choice.label for reply in self.last for choice in reply.choices]
+
+
+async def latest_mail(sessionmaker: Any, recipient: str) -> Any:
+    """The newest outbox message to ``recipient`` (None when there is none)."""
+    from sqlalchemy import select
+
+    from bot.registry.models import OutboxMessage
+
+    async with sessionmaker() as session:
+        query = (
+            select(OutboxMessage)
+            .where(OutboxMessage.recipient == recipient)
+            .order_by(OutboxMessage.id.desc())
+        )
+        return (await session.execute(query)).scalars().first()
+
+
+async def verify(
+    chatter: Chatter, sessionmaker: Any, registry_id: str, email: str, *, start: str = "verify my account"
+) -> str:
+    """Link the chat account: Registry ID, e-mail, then the code read from the outbox."""
+    if start:
+        await chatter.say(start)
+    await chatter.say(registry_id)
+    await chatter.say(email)
+    mail = await latest_mail(sessionmaker, email)
+    assert mail is not None, "no code was e-mailed"
+    code = re.search(r"\b(\d{6})\b", mail.body)
+    assert code is not None
+    return await chatter.say(code.group(1))

@@ -38,6 +38,13 @@ class Done:
     replies: tuple[Reply, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Stay:
+    """Keep asking the same question without repeating it (e.g. "got it, send another document")."""
+
+    replies: tuple[Reply, ...]
+
+
 @dataclass
 class FlowState:
     """What a flow has gathered so far; plain data, saved in the conversation."""
@@ -151,3 +158,6 @@ class Flow:
 
     async def complete(self, turn: Turn, state: FlowState) -> list[Reply]:
         raise NotImplementedError
+
+    async def discard(self, turn: Turn, state: FlowState) -> None:
+        """Undo what the flow kept while it ran (it was cancelled, timed out or ended early)."""

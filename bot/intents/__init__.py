@@ -30,6 +30,8 @@ COMMANDS = {
     "hours": "hours",
     "logout": "logout",
     "notice": "notice",
+    "link": "link",
+    "status": "status",
 }
 
 # Names of languages as members write them; the whole message naming one is a choice of language.

@@ -76,4 +76,53 @@ LOGOUT = Intent(
     },
 )
 
-INTENTS = (HELP, CANCEL, BACK, HOURS, NOTICE, LOGOUT)
+LINK = Intent(
+    "link",
+    {
+        "en": (
+            "link my account",
+            "verify my account",
+            "verify me",
+            "log in",
+            "login",
+            "sign in",
+            "link account",
+        ),
+        "es": (
+            "vincular mi cuenta",
+            "verificar mi cuenta",
+            "iniciar sesion",
+            "vincular cuenta",
+            "verificarme",
+        ),
+        "zh_Hans": ("绑定账户", "绑定我的账户", "验证身份", "验证我的账户", "登录"),
+    },
+)
+STATUS = Intent(
+    "status",
+    {
+        "en": (
+            "what happened to my audit",
+            "status of my audit",
+            "audit status",
+            "my requests",
+            "status of my appeal",
+            "appeal status",
+            "where is my audit",
+            "check my audit status",
+            "any news on my audit",
+            "is my audit done",
+        ),
+        "es": (
+            "que paso con mi auditoria",
+            "estado de mi auditoria",
+            "estado de mi apelacion",
+            "mis solicitudes",
+            "como va mi auditoria",
+            "estatus de mi auditoria",
+        ),
+        "zh_Hans": ("我的审核怎么样了", "审核进度", "我的审核结果", "申诉进度", "我的申请", "查询审核状态"),
+    },
+)
+
+INTENTS = (HELP, CANCEL, BACK, HOURS, NOTICE, LOGOUT, LINK, STATUS)

@@ -164,12 +164,17 @@ class Appeal(Base):
 
 
 class Document(Base):
-    """A supporting document of an audit request or an appeal, checked by content and hashed."""
+    """A supporting document of an audit request or an appeal, checked by content and hashed.
+
+    While the member is still gathering documents it belongs to the conversation only (pending); the
+    request finally submitted takes it over, and a cancelled request deletes it.
+    """
 
     __tablename__ = "documents"
-    __table_args__ = (CheckConstraint("(audit_request_id IS NULL) <> (appeal_id IS NULL)", name="one_owner"),)
+    __table_args__ = (CheckConstraint("audit_request_id IS NULL OR appeal_id IS NULL", name="one_owner"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"), index=True)
     audit_request_id: Mapped[int | None] = mapped_column(ForeignKey("audit_requests.id"), index=True)
     appeal_id: Mapped[int | None] = mapped_column(ForeignKey("appeals.id"), index=True)
     filename: Mapped[str] = mapped_column(String(255))

@@ -13,22 +13,26 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.registry.models import (
+    Appeal,
     AuditRequest,
     ChatLink,
     Conversation,
+    Document,
     Enrollment,
     Escalation,
     Member,
+    OutboxMessage,
     ProcessedUpdate,
     Sponsor,
     Training,
     TranscriptEntry,
     UnansweredQuestion,
+    VerificationCode,
 )
 
 logger = logging.getLogger(__name__)
@@ -255,3 +259,286 @@ async def open_escalation(
     session.add(escalation)
     await session.flush()
     return escalation
+
+
+# --- members and identity -------------------------------------------------------------------------------
+
+
+async def member_by_registry_id(session: AsyncSession, *, registry: str, registry_id: str) -> Member | None:
+    query = select(Member).where(Member.registry_key == registry, Member.registry_id == registry_id)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def members_by_email(session: AsyncSession, *, registry: str, email: str) -> list[Member]:
+    query = select(Member).where(Member.registry_key == registry, func.lower(Member.email) == email.lower())
+    return list((await session.execute(query)).scalars().all())
+
+
+async def add_code(
+    session: AsyncSession,
+    *,
+    channel: str,
+    user_id: str,
+    member_id: int | None,
+    code_hash: str,
+    now: datetime,
+    ttl: timedelta,
+) -> VerificationCode:
+    """Store a one-time code (hashed). ``member_id`` is None when the details matched nobody."""
+    code = VerificationCode(
+        channel=channel,
+        user_id=user_id,
+        member_id=member_id,
+        code_hash=code_hash,
+        created_at=now,
+        expires_at=now + ttl,
+        attempts=0,
+    )
+    session.add(code)
+    await session.flush()
+    return code
+
+
+async def latest_code(session: AsyncSession, *, channel: str, user_id: str) -> VerificationCode | None:
+    query = (
+        select(VerificationCode)
+        .where(VerificationCode.channel == channel, VerificationCode.user_id == user_id)
+        .order_by(VerificationCode.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def codes_since(
+    session: AsyncSession, *, channel: str, user_id: str, since: datetime
+) -> list[VerificationCode]:
+    query = select(VerificationCode).where(
+        VerificationCode.channel == channel,
+        VerificationCode.user_id == user_id,
+        VerificationCode.created_at >= since,
+    )
+    return list((await session.execute(query)).scalars().all())
+
+
+async def link_chat(
+    session: AsyncSession, *, channel: str, user_id: str, member_id: int, now: datetime
+) -> None:
+    """Link this chat account to the member (replacing an earlier link)."""
+    await unlink(session, channel=channel, user_id=user_id)
+    await session.flush()
+    session.add(ChatLink(channel=channel, user_id=user_id, member_id=member_id, linked_at=now))
+    await session.flush()
+
+
+# --- trainings ------------------------------------------------------------------------------------------
+
+
+async def upcoming_enrollments(session: AsyncSession, *, member_id: int, now: datetime) -> list[Enrollment]:
+    """The member's enrollments still ``enrolled`` in trainings that have not started, soonest first."""
+    query = (
+        select(Enrollment)
+        .join(Training, Enrollment.training_id == Training.id)
+        .where(Enrollment.member_id == member_id, Enrollment.status == "enrolled", Training.starts_at > now)
+        .order_by(Training.starts_at)
+    )
+    return list((await session.execute(query)).unique().scalars().all())
+
+
+async def enrollment_of(session: AsyncSession, *, member_id: int, enrollment_id: int) -> Enrollment | None:
+    query = select(Enrollment).where(Enrollment.id == enrollment_id, Enrollment.member_id == member_id)
+    return (await session.execute(query)).unique().scalar_one_or_none()
+
+
+async def withdraw(session: AsyncSession, *, enrollment_id: int, channel: str, now: datetime) -> bool:
+    """Mark the enrollment withdrawn; False when it was no longer ``enrolled`` (nothing changed)."""
+    result = await session.execute(
+        update(Enrollment)
+        .where(Enrollment.id == enrollment_id, Enrollment.status == "enrolled")
+        .values(status="withdrawn", withdrawn_at=now, withdrawn_via=channel)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+# --- audits, appeals and their documents ------------------------------------------------------------------
+
+
+async def _next_reference(
+    session: AsyncSession, model: type[AuditRequest] | type[Appeal], prefix: str
+) -> str:
+    pattern = f"{prefix}-%"
+    query = select(func.max(model.reference)).where(model.reference.like(pattern))
+    latest = (await session.execute(query)).scalar_one_or_none()
+    number = int(latest.rsplit("-", 1)[1]) + 1 if latest else 1
+    return f"{prefix}-{number:05d}"
+
+
+async def add_pending_document(
+    session: AsyncSession,
+    *,
+    conversation_id: int,
+    filename: str,
+    content_type: str,
+    content: bytes,
+    sha256: str,
+    now: datetime,
+) -> Document:
+    document = Document(
+        conversation_id=conversation_id,
+        filename=filename,
+        content_type=content_type,
+        size=len(content),
+        sha256=sha256,
+        content=content,
+        uploaded_at=now,
+    )
+    session.add(document)
+    await session.flush()
+    return document
+
+
+async def pending_documents(session: AsyncSession, *, conversation_id: int) -> list[Document]:
+    query = (
+        select(Document)
+        .where(
+            Document.conversation_id == conversation_id,
+            Document.audit_request_id.is_(None),
+            Document.appeal_id.is_(None),
+        )
+        .order_by(Document.id)
+    )
+    return list((await session.execute(query)).scalars().all())
+
+
+async def discard_pending_documents(session: AsyncSession, *, conversation_id: int) -> None:
+    await session.execute(
+        delete(Document).where(
+            Document.conversation_id == conversation_id,
+            Document.audit_request_id.is_(None),
+            Document.appeal_id.is_(None),
+        )
+    )
+
+
+async def create_audit_request(
+    session: AsyncSession,
+    *,
+    member_id: int,
+    category: str,
+    description: str,
+    involves_coursework: bool,
+    channel: str,
+    conversation_id: int,
+    now: datetime,
+) -> AuditRequest:
+    """Write a submitted audit request (reference ``AUD-<year>-NNNNN``) and attach the pending documents."""
+    for _ in range(5):
+        reference = await _next_reference(session, AuditRequest, f"AUD-{now.year}")
+        audit = AuditRequest(
+            reference=reference,
+            member_id=member_id,
+            category=category,
+            description=description,
+            involves_coursework=involves_coursework,
+            status="submitted",
+            channel=channel,
+            submitted_at=now,
+            due_at=now + timedelta(days=DECISION_DAYS),
+        )
+        try:
+            async with session.begin_nested():
+                session.add(audit)
+        except IntegrityError:  # another request took the number meanwhile
+            continue
+        await _attach(session, conversation_id=conversation_id, audit_request_id=audit.id)
+        return audit
+    raise RuntimeError("could not allocate an audit reference")
+
+
+async def create_appeal(
+    session: AsyncSession,
+    *,
+    member_id: int,
+    audit_request_id: int,
+    reason: str,
+    channel: str,
+    conversation_id: int,
+    now: datetime,
+) -> Appeal:
+    """Write a submitted appeal (reference ``APL-<year>-NNNNN``) and attach the pending documents."""
+    for _ in range(5):
+        reference = await _next_reference(session, Appeal, f"APL-{now.year}")
+        appeal = Appeal(
+            reference=reference,
+            member_id=member_id,
+            audit_request_id=audit_request_id,
+            reason=reason,
+            status="submitted",
+            channel=channel,
+            submitted_at=now,
+            due_at=now + timedelta(days=DECISION_DAYS),
+        )
+        try:
+            async with session.begin_nested():
+                session.add(appeal)
+        except IntegrityError:
+            continue
+        await _attach(session, conversation_id=conversation_id, appeal_id=appeal.id)
+        return appeal
+    raise RuntimeError("could not allocate an appeal reference")
+
+
+async def _attach(
+    session: AsyncSession,
+    *,
+    conversation_id: int,
+    audit_request_id: int | None = None,
+    appeal_id: int | None = None,
+) -> None:
+    await session.execute(
+        update(Document)
+        .where(
+            Document.conversation_id == conversation_id,
+            Document.audit_request_id.is_(None),
+            Document.appeal_id.is_(None),
+        )
+        .values(audit_request_id=audit_request_id, appeal_id=appeal_id)
+    )
+
+
+async def audit_requests_of(session: AsyncSession, *, member_id: int) -> list[AuditRequest]:
+    query = (
+        select(AuditRequest).where(AuditRequest.member_id == member_id).order_by(AuditRequest.submitted_at)
+    )
+    return list((await session.execute(query)).scalars().all())
+
+
+async def appeals_of(session: AsyncSession, *, member_id: int) -> list[Appeal]:
+    query = select(Appeal).where(Appeal.member_id == member_id).order_by(Appeal.submitted_at)
+    return list((await session.execute(query)).scalars().all())
+
+
+async def appealable_audits(session: AsyncSession, *, member_id: int) -> list[AuditRequest]:
+    """The member's denied audits that have no appeal yet."""
+    appealed = select(Appeal.audit_request_id).where(Appeal.member_id == member_id)
+    query = (
+        select(AuditRequest)
+        .where(
+            AuditRequest.member_id == member_id,
+            AuditRequest.status == "denied",
+            AuditRequest.id.not_in(appealed),
+        )
+        .order_by(AuditRequest.submitted_at)
+    )
+    return list((await session.execute(query)).scalars().all())
+
+
+# --- e-mail ---------------------------------------------------------------------------------------------
+
+
+def enqueue_email(session: AsyncSession, *, recipient: str, subject: str, body: str, now: datetime) -> None:
+    """Put an e-mail in the outbox; the delivery worker sends it (the turn's transaction commits it)."""
+    session.add(
+        OutboxMessage(
+            recipient=recipient, subject=subject, body=body, created_at=now, attempts=0, next_attempt_at=now
+        )
+    )

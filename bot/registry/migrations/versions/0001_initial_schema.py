@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 19:34:02.373113
+Create Date: 2026-11-23 19:47:34.141840
 """
 
 from collections.abc import Sequence
@@ -292,6 +292,7 @@ def upgrade() -> None:
     op.create_table(
         "documents",
         sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("conversation_id", sa.Integer(), nullable=True),
         sa.Column("audit_request_id", sa.Integer(), nullable=True),
         sa.Column("appeal_id", sa.Integer(), nullable=True),
         sa.Column("filename", sa.String(length=255), nullable=False),
@@ -301,7 +302,7 @@ def upgrade() -> None:
         sa.Column("content", sa.LargeBinary(), nullable=False),
         sa.Column("uploaded_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
-            "(audit_request_id IS NULL) <> (appeal_id IS NULL)", name=op.f("ck_documents_one_owner")
+            "audit_request_id IS NULL OR appeal_id IS NULL", name=op.f("ck_documents_one_owner")
         ),
         sa.ForeignKeyConstraint(["appeal_id"], ["appeals.id"], name=op.f("fk_documents_appeal_id_appeals")),
         sa.ForeignKeyConstraint(
@@ -309,16 +310,21 @@ def upgrade() -> None:
             ["audit_requests.id"],
             name=op.f("fk_documents_audit_request_id_audit_requests"),
         ),
+        sa.ForeignKeyConstraint(
+            ["conversation_id"], ["conversations.id"], name=op.f("fk_documents_conversation_id_conversations")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_documents")),
     )
     with op.batch_alter_table("documents", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_documents_appeal_id"), ["appeal_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_documents_audit_request_id"), ["audit_request_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_documents_conversation_id"), ["conversation_id"], unique=False)
 
 
 def downgrade() -> None:
 
     with op.batch_alter_table("documents", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_documents_conversation_id"))
         batch_op.drop_index(batch_op.f("ix_documents_audit_request_id"))
         batch_op.drop_index(batch_op.f("ix_documents_appeal_id"))
 
