@@ -49,6 +49,18 @@ class Settings(BaseSettings):
     smtp_ssl: bool = False
     smtp_from: str = "Registry Help Desk <no-reply@registry-bot.local>"
     smtp_timeout: float = 20.0
+    # `registry-bot serve`: with no channel tokens it serves the web chat alone.
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Signs the web chat's conversation cookie; a random one per process when unset (set it in production,
+    # or visitors lose their conversation when the process restarts).
+    web_secret: SecretStr | None = None
+    # Telegram: polling when only the token is set, webhook mode when a public webhook URL is set too.
+    telegram_token: SecretStr | None = None
+    telegram_base_url: str = "https://api.telegram.org/bot"
+    telegram_base_file_url: str = "https://api.telegram.org/file/bot"
+    telegram_webhook_url: str | None = None
+    telegram_webhook_secret: SecretStr | None = None
 
 
 class HolidaySettings(BaseModel):
