@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +102,59 @@ def test_unknown_registry_is_a_clear_error(tmp_path: Path) -> None:
     result = run(["--registry", "zz", "ask"], tmp_path, "hi\n")
     assert result.returncode == 2
     assert "unknown registry 'zz'" in result.stderr
+
+
+def code_from_outbox(cwd: Path, recipient: str) -> str:
+    """What `registry-bot outbox` shows of the newest code sent to ``recipient``."""
+    listing = run(["outbox"], cwd)
+    assert listing.returncode == 0, listing.stderr
+    mail = listing.stdout.split(f"to {recipient}")[-1]
+    found = re.search(r"^\s+(\d{6})\s*$", mail, flags=re.M)
+    assert found, listing.stdout
+    return found.group(1)
+
+
+def enrollment_status(db: Path, training: str) -> str:
+    with sqlite3.connect(db) as connection:
+        row = connection.execute(
+            "SELECT e.status FROM enrollments e JOIN trainings t ON t.id = e.training_id "
+            "JOIN members m ON m.id = e.member_id WHERE t.key = ? AND m.registry_id = '10000001'",
+            (training,),
+        ).fetchone()
+    return str(row[0])
+
+
+def test_a_withdrawal_in_spanish_through_the_terminal(tmp_path: Path) -> None:
+    """The README's demo: verify with the code read from `registry-bot outbox`, then withdraw."""
+    first = run(
+        ["chat", "--user", "maria"],
+        tmp_path,
+        "quiero retirarme de una capacitación\n1\n10000001\nmaria.lopez@example.org\n",
+    )
+    assert "código de 6 dígitos" in first.stdout, first.stdout
+    code = code_from_outbox(tmp_path, "maria.lopez@example.org")
+    # the same chat user carries on in a new terminal session: the flow resumes at the code
+    second = run(["chat", "--user", "maria"], tmp_path, f"{code}\n2\nsí\n")
+    assert "vinculado" in second.stdout and "Supporting Dual Language Learners" in second.stdout
+    assert "Withdrawn" in second.stdout, second.stdout
+    assert enrollment_status(tmp_path / "registry-bot.db", "T-401") == "withdrawn"
+    assert enrollment_status(tmp_path / "registry-bot.db", "T-403") == "enrolled"
+
+
+def test_registry_id_goes_to_the_outbox_not_the_terminal(tmp_path: Path) -> None:
+    result = run(["chat"], tmp_path, "I lost my registry id\n1\nwei.chen@example.org\n")
+    assert "If that address belongs to a Registry profile" in result.stdout, result.stdout
+    assert "10000002" not in result.stdout
+    listing = run(["outbox"], tmp_path)
+    assert "to wei.chen@example.org" in listing.stdout and "10000002" in listing.stdout
+
+
+def test_chinese_status_needs_verification_first(tmp_path: Path) -> None:
+    result = run(
+        ["chat", "--user", "wei"], tmp_path, "我的审核结果怎么样了\n10000002\nwei.chen@example.org\n"
+    )
+    assert "验证码" in result.stdout or "6 位" in result.stdout, result.stdout
+    assert "AUD-DEMO-0002" not in result.stdout  # nothing of the record before the code
+    code = code_from_outbox(tmp_path, "wei.chen@example.org")
+    done = run(["chat", "--user", "wei"], tmp_path, f"{code}\n")
+    assert "AUD-DEMO-0002" in done.stdout, done.stdout
