@@ -27,7 +27,7 @@ class Handoff(Flow):
     async def complete(self, turn: Turn, state: FlowState) -> list[Reply]:
         hours = turn.hours
         is_open = bool(hours and hours.is_open(turn.now))
-        await repo.open_escalation(
+        escalation = await repo.open_escalation(
             turn.session,
             conversation_id=turn.conversation_id,
             member_id=turn.member.id if turn.member else None,
@@ -37,6 +37,7 @@ class Handoff(Flow):
             after_hours=not is_open,
             now=turn.now,
         )
+        turn.events.append(("escalation", escalation.id))  # staff are told once the turn is committed
         next_opening = hours.next_opening(turn.now) if hours and not is_open else None
         return [
             Reply(
