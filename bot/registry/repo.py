@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, select, update
@@ -36,6 +37,7 @@ from bot.registry.models import (
 )
 
 logger = logging.getLogger(__name__)
+RequestRow = TypeVar("RequestRow", AuditRequest, Appeal)
 
 DECISION_DAYS = 28  # "a decision within four (4) weeks"
 
@@ -363,7 +365,7 @@ async def withdraw(session: AsyncSession, *, enrollment_id: int, channel: str, n
 
 
 async def _next_reference(
-    session: AsyncSession, model: type[AuditRequest] | type[Appeal], prefix: str
+    session: AsyncSession, model: type[AuditRequest | Appeal], prefix: str
 ) -> str:
     pattern = f"{prefix}-%"
     query = select(func.max(model.reference)).where(model.reference.like(pattern))
@@ -419,6 +421,21 @@ async def discard_pending_documents(session: AsyncSession, *, conversation_id: i
     )
 
 
+async def _insert_numbered(
+    session: AsyncSession, model: type[RequestRow], prefix: str, build: Callable[[str], RequestRow]
+) -> RequestRow:
+    """Insert the row ``build(reference)`` under the next free ``<prefix>-NNNNN`` reference."""
+    for _ in range(5):
+        row = build(await _next_reference(session, model, prefix))
+        try:
+            async with session.begin_nested():
+                session.add(row)
+        except IntegrityError:  # another request took the number meanwhile
+            continue
+        return row
+    raise RuntimeError(f"could not allocate a {prefix} reference")
+
+
 async def create_audit_request(
     session: AsyncSession,
     *,
@@ -431,9 +448,11 @@ async def create_audit_request(
     now: datetime,
 ) -> AuditRequest:
     """Write a submitted audit request (reference ``AUD-<year>-NNNNN``) and attach the pending documents."""
-    for _ in range(5):
-        reference = await _next_reference(session, AuditRequest, f"AUD-{now.year}")
-        audit = AuditRequest(
+    audit = await _insert_numbered(
+        session,
+        AuditRequest,
+        f"AUD-{now.year}",
+        lambda reference: AuditRequest(
             reference=reference,
             member_id=member_id,
             category=category,
@@ -443,15 +462,10 @@ async def create_audit_request(
             channel=channel,
             submitted_at=now,
             due_at=now + timedelta(days=DECISION_DAYS),
-        )
-        try:
-            async with session.begin_nested():
-                session.add(audit)
-        except IntegrityError:  # another request took the number meanwhile
-            continue
-        await _attach(session, conversation_id=conversation_id, audit_request_id=audit.id)
-        return audit
-    raise RuntimeError("could not allocate an audit reference")
+        ),
+    )
+    await _attach(session, conversation_id=conversation_id, audit_request_id=audit.id)
+    return audit
 
 
 async def create_appeal(
@@ -465,9 +479,11 @@ async def create_appeal(
     now: datetime,
 ) -> Appeal:
     """Write a submitted appeal (reference ``APL-<year>-NNNNN``) and attach the pending documents."""
-    for _ in range(5):
-        reference = await _next_reference(session, Appeal, f"APL-{now.year}")
-        appeal = Appeal(
+    appeal = await _insert_numbered(
+        session,
+        Appeal,
+        f"APL-{now.year}",
+        lambda reference: Appeal(
             reference=reference,
             member_id=member_id,
             audit_request_id=audit_request_id,
@@ -476,15 +492,10 @@ async def create_appeal(
             channel=channel,
             submitted_at=now,
             due_at=now + timedelta(days=DECISION_DAYS),
-        )
-        try:
-            async with session.begin_nested():
-                session.add(appeal)
-        except IntegrityError:
-            continue
-        await _attach(session, conversation_id=conversation_id, appeal_id=appeal.id)
-        return appeal
-    raise RuntimeError("could not allocate an appeal reference")
+        ),
+    )
+    await _attach(session, conversation_id=conversation_id, appeal_id=appeal.id)
+    return appeal
 
 
 async def _attach(
