@@ -6,7 +6,7 @@ from typing import Any
 
 from bot import text
 from bot.flows.audit import DocumentSlots
-from bot.flows.base import Done, Flow, FlowState, Reask, parse_yes_no, yes_no_choices
+from bot.flows.base import Done, Flow, FlowState, Reask
 from bot.i18n import N_
 from bot.messages import Choice, Reply
 from bot.registry import repo
@@ -57,27 +57,9 @@ class Appeal(DocumentSlots, Flow):
             return Reask(turn.render("flows/appeal/reason_more"))
         return reason[:4000]
 
-    async def choices_documents(self, turn: Turn, state: FlowState) -> list[Choice]:
-        return list(self.done_choice(turn, "documents"))
-
-    async def validate_documents(self, turn: Turn, state: FlowState) -> Any:
-        return await self.take_documents(turn, state, "documents", required=False)
-
-    async def choices_confirm(self, turn: Turn, state: FlowState) -> list[Choice]:
-        return yes_no_choices(turn, self.name, "confirm")
-
     async def prompt_context(self, slot: str, turn: Turn, state: FlowState) -> dict[str, Any]:
         audit = next((a for a in await self._appealable(turn) if a.id == state.slots.get("audit")), None)
         return {"state": state, "audit": audit, "documents": state.data.get("names", [])}
-
-    async def validate_confirm(self, turn: Turn, state: FlowState) -> bool | Reask | Done:
-        answer = parse_yes_no(turn.answer)
-        if answer is None:
-            return Reask(turn.render("yes_or_no"))
-        if not answer:
-            await self.discard(turn, state)
-            return Done((Reply(turn.render("flows/appeal/not_sent")),))
-        return True
 
     async def complete(self, turn: Turn, state: FlowState) -> list[Reply]:
         member = turn.member

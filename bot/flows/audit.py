@@ -55,7 +55,11 @@ def finished(answer: str) -> bool:
 
 
 class DocumentSlots:
-    """Document slots shared by the audit request and the appeal."""
+    """What the audit request and the appeal share: document slots, and the confirmation before filing.
+
+    The final ``documents`` slot takes any number of files until the member is done; ``confirm`` files the
+    request, or discards the documents and ends with ``flows/<name>/not_sent``.
+    """
 
     name: ClassVar[str]
 
@@ -79,6 +83,24 @@ class DocumentSlots:
 
     async def discard(self, turn: Turn, state: FlowState) -> None:
         await documents.discard(turn, state)
+
+    async def choices_documents(self, turn: Turn, state: FlowState) -> list[Choice]:
+        return list(self.done_choice(turn, "documents"))
+
+    async def validate_documents(self, turn: Turn, state: FlowState) -> Any:
+        return await self.take_documents(turn, state, "documents", required=False)
+
+    async def choices_confirm(self, turn: Turn, state: FlowState) -> list[Choice]:
+        return yes_no_choices(turn, self.name, "confirm")
+
+    async def validate_confirm(self, turn: Turn, state: FlowState) -> bool | Reask | Done:
+        answer = parse_yes_no(turn.answer)
+        if answer is None:
+            return Reask(turn.render("yes_or_no"))
+        if not answer:
+            await self.discard(turn, state)
+            return Done((Reply(turn.render(f"flows/{self.name}/not_sent")),))
+        return True
 
 
 class AuditRequest(DocumentSlots, Flow):
@@ -174,15 +196,6 @@ class AuditRequest(DocumentSlots, Flow):
     async def validate_letter(self, turn: Turn, state: FlowState) -> Any:
         return await self.take_documents(turn, state, "letter", required=True)
 
-    async def choices_documents(self, turn: Turn, state: FlowState) -> list[Choice]:
-        return list(self.done_choice(turn, "documents"))
-
-    async def validate_documents(self, turn: Turn, state: FlowState) -> Any:
-        return await self.take_documents(turn, state, "documents", required=False)
-
-    async def choices_confirm(self, turn: Turn, state: FlowState) -> list[Choice]:
-        return yes_no_choices(turn, self.name, "confirm")
-
     async def prompt_context(self, slot: str, turn: Turn, state: FlowState) -> dict[str, Any]:
         category = state.slots.get("category")
         return {
@@ -190,15 +203,6 @@ class AuditRequest(DocumentSlots, Flow):
             "category": turn.t(CATEGORIES[category]) if category in CATEGORIES else "",
             "documents": state.data.get("names", []),
         }
-
-    async def validate_confirm(self, turn: Turn, state: FlowState) -> bool | Reask | Done:
-        answer = parse_yes_no(turn.answer)
-        if answer is None:
-            return Reask(turn.render("yes_or_no"))
-        if not answer:
-            await self.discard(turn, state)
-            return Done((Reply(turn.render("flows/audit-request/not_sent")),))
-        return True
 
     async def complete(self, turn: Turn, state: FlowState) -> list[Reply]:
         member = turn.member
