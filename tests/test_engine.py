@@ -140,3 +140,11 @@ async def test_notice_is_shown_once_at_the_start(make_app: Callable[..., App], a
         assert "maintenance on Sunday" in await member.say("any announcements?")
     finally:
         app.profile.__dict__["notice"] = ""
+
+
+async def test_asking_for_help_is_never_taken_for_thanks(app: App) -> None:
+    member = Chatter(app.engine, "ayuda")
+    text = await member.say("hola, necesito ayuda")
+    assert "De nada" not in text and "Puedo responder" in text
+    assert len(member.buttons()) >= 5  # the menu of what the assistant does
+    assert "De nada" in await member.say("muchas gracias")

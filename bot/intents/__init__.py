@@ -84,16 +84,19 @@ def _content_key(normalized: str) -> str:
 
 @functools.cache
 def _intent_phrases() -> dict[str, str]:
-    phrases: dict[str, str] = {}
+    exact: dict[str, str] = {}
+    shortened: dict[str, str] = {}
     for intent in INTENTS:
         for variants in intent.phrases.values():
             for phrase in variants:
                 normalized = text.normalize(phrase)
-                phrases.setdefault(normalized, intent.name)
+                exact.setdefault(normalized, intent.name)
                 key = _content_key(normalized)
                 if key:
-                    phrases.setdefault(key, intent.name)
-    return phrases
+                    shortened.setdefault(key, intent.name)
+    # a phrase as written beats another phrase reduced to its content words ("ayuda" is help, even though
+    # "gracias por la ayuda" reduces to "ayuda")
+    return shortened | exact
 
 
 def language_choice(message: str) -> str | None:
