@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Profile, Settings, load_profile
 from bot.engine import Engine, utcnow
+from bot.helpdesk import HelpDesk
 from bot.knowledge import KnowledgeBase
 from bot.registry import repo
 from bot.registry.session import make_engine, make_sessionmaker, upgrade
@@ -36,6 +37,7 @@ class App:
     sessionmaker: async_sessionmaker[AsyncSession]
     knowledge: KnowledgeBase
     engine: Engine
+    helpdesk: HelpDesk
 
     @classmethod
     def build(
@@ -48,7 +50,8 @@ class App:
         engine = Engine(
             settings=settings, profile=profile, sessionmaker=sessionmaker, knowledge=knowledge, clock=clock
         )
-        return cls(settings, profile, database, sessionmaker, knowledge, engine)
+        helpdesk = HelpDesk(settings=settings, profile=profile, sessionmaker=sessionmaker, clock=clock)
+        return cls(settings, profile, database, sessionmaker, knowledge, engine, helpdesk)
 
     async def migrate(self) -> None:
         await upgrade(self.database)

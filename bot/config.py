@@ -6,11 +6,11 @@ import functools
 import logging
 from datetime import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,33 @@ class Settings(BaseSettings):
     telegram_base_file_url: str = "https://api.telegram.org/file/bot"
     telegram_webhook_url: str | None = None
     telegram_webhook_secret: SecretStr | None = None
+    # Slack, for help desk staff: HTTP mode at /slack/events when the bot token and signing secret are set;
+    # Socket Mode instead when an app-level token is set too.
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    slack_handoff_channel: str = ""
+    slack_audit_channel: str = ""
+    slack_appeal_channel: str = ""
+    # Slack user ids, comma-separated in the environment: who may use /registry and claim hand-offs, who
+    # decides audits (the Operations Team) and who decides appeals (the Registry Director).
+    slack_staff_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    slack_operations_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    slack_director_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("slack_staff_ids", "slack_operations_ids", "slack_director_ids", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def slack_enabled(self) -> bool:
+        return self.slack_bot_token is not None and (
+            self.slack_signing_secret is not None or self.slack_app_token is not None
+        )
 
 
 class HolidaySettings(BaseModel):

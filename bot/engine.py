@@ -117,7 +117,16 @@ class Engine:
                 detected = detect_language(text, self.knowledge)
                 if detected:
                     turn.set_language(detected, explicit=False)
-            replies = await self._route(turn, state, text)
+            inbound_entry = repo.add_transcript(
+                session, conversation, direction="in", text=text or (inbound.payload or ""), now=now
+            )
+            if await self._with_staff(turn, inbound):
+                # a person has this conversation: the member's words go to them, and the assistant is quiet
+                await session.flush()
+                turn.events.append(("member_message", inbound_entry.id))
+                replies = []
+            else:
+                replies = await self._route(turn, state, text)
             if not state.get("greeted"):
                 state["greeted"] = True
                 notice = self.profile.notice_for(turn.lang)
@@ -127,9 +136,6 @@ class Engine:
             conversation.state = state
             conversation.language = turn.lang
             conversation.updated_at = now
-            repo.add_transcript(
-                session, conversation, direction="in", text=text or (inbound.payload or ""), now=now
-            )
             for reply in replies:
                 repo.add_transcript(session, conversation, direction="out", text=reply.text, now=now)
         for event, row_id in turn.events:
@@ -141,6 +147,16 @@ class Engine:
         return replies
 
     # -- routing ------------------------------------------------------------------------------------------
+
+    async def _with_staff(self, turn: Turn, inbound: Inbound) -> bool:
+        """Whether a help desk person is handling this conversation live (Slack on, escalation open)."""
+        escalation_id = turn.memory.get("escalation")
+        if escalation_id is None:
+            return False
+        if await repo.escalation_is_open(turn.session, int(escalation_id)):
+            return self.settings.slack_enabled and not (inbound.payload or "").startswith("rate:")
+        turn.memory.pop("escalation", None)
+        return False
 
     async def _route(self, turn: Turn, state: dict[str, Any], text: str) -> list[Reply]:
         active = self._active_flow(state)
@@ -189,6 +205,18 @@ class Engine:
             article = self.knowledge.article(self.profile.key, rest, turn.lang)
             if article is not None:
                 return await self._answer(turn, state, article)
+        if kind == "rate":
+            escalation_id, _, stars = rest.partition(":")
+            if escalation_id.isdigit() and stars in ("1", "2", "3", "4", "5"):
+                rated = await repo.rate_escalation(
+                    turn.session,
+                    escalation_id=int(escalation_id),
+                    conversation_id=turn.conversation_id,
+                    rating=int(stars),
+                    now=turn.now,
+                )
+                if rated:
+                    return [Reply(turn.render("helpdesk/rated"))]
         if kind == "flow" and rest in self.flows:
             return await self.start_flow(turn, state, rest)
         if kind == "s" and active is not None:

@@ -80,6 +80,10 @@ TEMPLATE_CONTEXT = {
     "location": "Online",
     "closed_on": "Monday, November 23",
     "days": 7,
+    "text": "We fixed your profile.",
+    "reference": "AUD-2026-00042",
+    "note": "The transcript shows 9 units, not 12.",
+    "message": "Your request was approved.",
 }
 
 

@@ -38,6 +38,7 @@ class Handoff(Flow):
             now=turn.now,
         )
         turn.events.append(("escalation", escalation.id))  # staff are told once the turn is committed
+        turn.memory["escalation"] = escalation.id  # while it is open, a person may take the conversation
         next_opening = hours.next_opening(turn.now) if hours and not is_open else None
         return [
             Reply(

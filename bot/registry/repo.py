@@ -26,6 +26,7 @@ from bot.registry.models import (
     Document,
     Enrollment,
     Escalation,
+    Feedback,
     Member,
     OutboxMessage,
     ProcessedUpdate,
@@ -85,10 +86,10 @@ async def load_conversation(
 
 def add_transcript(
     session: AsyncSession, conversation: Conversation, *, direction: str, text: str, now: datetime
-) -> None:
-    session.add(
-        TranscriptEntry(conversation_id=conversation.id, direction=direction, text=text, created_at=now)
-    )
+) -> TranscriptEntry:
+    entry = TranscriptEntry(conversation_id=conversation.id, direction=direction, text=text, created_at=now)
+    session.add(entry)
+    return entry
 
 
 async def recent_transcript(
@@ -364,9 +365,7 @@ async def withdraw(session: AsyncSession, *, enrollment_id: int, channel: str, n
 # --- audits, appeals and their documents ------------------------------------------------------------------
 
 
-async def _next_reference(
-    session: AsyncSession, model: type[AuditRequest | Appeal], prefix: str
-) -> str:
+async def _next_reference(session: AsyncSession, model: type[AuditRequest | Appeal], prefix: str) -> str:
     pattern = f"{prefix}-%"
     query = select(func.max(model.reference)).where(model.reference.like(pattern))
     latest = (await session.execute(query)).scalar_one_or_none()
@@ -552,4 +551,121 @@ def enqueue_email(session: AsyncSession, *, recipient: str, subject: str, body: 
         OutboxMessage(
             recipient=recipient, subject=subject, body=body, created_at=now, attempts=0, next_attempt_at=now
         )
+    )
+
+
+# --- help desk staff ---------------------------------------------------------------------------------------
+
+OPEN_ESCALATION = ("open", "claimed")
+UNDECIDED = ("submitted", "under_review")
+
+
+async def escalation_by_id(session: AsyncSession, escalation_id: int) -> Escalation | None:
+    return await session.get(Escalation, escalation_id)
+
+
+async def open_escalations(session: AsyncSession, *, registry: str) -> list[Escalation]:
+    """Escalations waiting for staff or being handled, oldest first."""
+    query = (
+        select(Escalation)
+        .where(Escalation.registry_key == registry, Escalation.status.in_(OPEN_ESCALATION))
+        .order_by(Escalation.created_at, Escalation.id)
+    )
+    return list((await session.execute(query)).scalars().all())
+
+
+async def escalation_is_open(session: AsyncSession, escalation_id: int) -> bool:
+    query = select(Escalation.status).where(Escalation.id == escalation_id)
+    return (await session.execute(query)).scalar_one_or_none() in OPEN_ESCALATION
+
+
+async def claim_escalation(session: AsyncSession, *, escalation_id: int, staff: str, now: datetime) -> bool:
+    """Give an open escalation to ``staff``; False when someone has it already or it is closed."""
+    result = await session.execute(
+        update(Escalation)
+        .where(Escalation.id == escalation_id, Escalation.status == "open")
+        .values(status="claimed", claimed_by=staff, claimed_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def resolve_escalation(session: AsyncSession, *, escalation_id: int, now: datetime) -> bool:
+    """Close an escalation; False when it was closed already (a second click changes nothing)."""
+    result = await session.execute(
+        update(Escalation)
+        .where(Escalation.id == escalation_id, Escalation.status.in_(OPEN_ESCALATION))
+        .values(status="resolved", resolved_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def rate_escalation(
+    session: AsyncSession, *, escalation_id: int, conversation_id: int, rating: int, now: datetime
+) -> bool:
+    """Store the member's rating of a resolved escalation of theirs, once."""
+    result = await session.execute(
+        update(Escalation)
+        .where(
+            Escalation.id == escalation_id,
+            Escalation.conversation_id == conversation_id,
+            Escalation.status == "resolved",
+            Escalation.rating.is_(None),
+        )
+        .values(rating=rating)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    session.add(Feedback(conversation_id=conversation_id, topic="handoff", rating=rating, created_at=now))
+    return True
+
+
+async def add_transcript_entry(
+    session: AsyncSession, *, conversation_id: int, direction: str, text: str, now: datetime
+) -> TranscriptEntry:
+    entry = TranscriptEntry(conversation_id=conversation_id, direction=direction, text=text, created_at=now)
+    session.add(entry)
+    await session.flush()
+    return entry
+
+
+async def chats_of_member(session: AsyncSession, *, member_id: int) -> list[ChatLink]:
+    """The chat accounts verified as this member (where decisions are told)."""
+    query = select(ChatLink).where(ChatLink.member_id == member_id).order_by(ChatLink.id)
+    return list((await session.execute(query)).scalars().all())
+
+
+async def conversation_of_chat(session: AsyncSession, *, channel: str, user_id: str) -> Conversation | None:
+    query = select(Conversation).where(Conversation.channel == channel, Conversation.user_id == user_id)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def decide(
+    session: AsyncSession,
+    model: type[AuditRequest | Appeal],
+    *,
+    row_id: int,
+    approve: bool,
+    decided_by: str,
+    note: str,
+    now: datetime,
+) -> bool:
+    """Record a decision on an undecided audit request or appeal; False when it was decided already."""
+    result = await session.execute(
+        update(model)
+        .where(model.id == row_id, model.status.in_(UNDECIDED))
+        .values(
+            status="approved" if approve else "denied",
+            decided_by=decided_by,
+            decided_at=now,
+            decision_note=note,
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def documents_of(session: AsyncSession, *, kind: str, row_id: int) -> list[Document]:
+    """The documents filed with an audit request (``kind="audit"``) or an appeal."""
+    column = Document.audit_request_id if kind == "audit" else Document.appeal_id
+    return list(
+        (await session.execute(select(Document).where(column == row_id).order_by(Document.id))).scalars()
     )
