@@ -122,6 +122,13 @@ class HelpDesk:
         }
         return user in allowed
 
+    async def first_delivery(self, source: str, delivery_id: str) -> bool:
+        """True the first time ``delivery_id`` arrives from ``source`` (a retried event is dropped)."""
+        async with self.sessionmaker() as session, session.begin():
+            return await repo.claim_delivery(
+                session, channel=source, delivery_id=delivery_id, now=self.clock()
+            )
+
     # -- escalations --------------------------------------------------------------------------------------
 
     async def escalation_card(self, escalation_id: int, *, transcript: int = 8) -> EscalationCard | None:

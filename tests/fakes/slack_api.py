@@ -1,0 +1,134 @@
+"""A local Slack Web API on 127.0.0.1: the methods the help desk app calls, each call recorded.
+
+Point slack-sdk at it with ``base_url``; ``rate_limit_next`` makes the next call answer 429 with
+Retry-After, as Slack does. Also serves ``/respond`` for slash-command ``response_url`` replies, and runs
+any extra Starlette routes (the app under test) on the same loopback server when asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from tests.fakes.telegram_api import _Server
+
+TEAM = "T0REGISTRY"
+BOT_USER = "UBOT"
+
+
+@dataclass
+class SlackCall:
+    method: str
+    params: dict[str, Any]
+
+    @property
+    def text(self) -> str:
+        return str(self.params.get("text", ""))
+
+    @property
+    def blocks(self) -> list[dict[str, Any]]:
+        blocks = self.params.get("blocks") or []
+        return json.loads(blocks) if isinstance(blocks, str) else list(blocks)
+
+    def action_ids(self) -> list[str]:
+        return [e["action_id"] for b in self.blocks if b["type"] == "actions" for e in b["elements"]]
+
+
+class FakeSlack:
+    """A Slack Web API (and, optionally, the app under test) served by uvicorn on 127.0.0.1."""
+
+    def __init__(self, *, names: dict[str, str] | None = None, routes: list[BaseRoute] | None = None) -> None:
+        self.calls: list[SlackCall] = []
+        self.names = names or {}
+        self.rate_limit_next = 0
+        self._ts = itertools.count(1)
+        self.port = 0
+        self.app = Starlette(
+            routes=[
+                Route("/api/respond", self._respond, methods=["POST"]),
+                Route("/api/{method}", self._method, methods=["POST", "GET"]),
+                *(routes or []),
+            ]
+        )
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> FakeSlack:
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=0,
+            lifespan="off",
+            log_config=None,
+            log_level="warning",
+            ws="none",
+        )
+        self._server = _Server(config)
+        self._task = asyncio.create_task(self._server.serve())
+        async with asyncio.timeout(5):
+            while not self._server.started:
+                if self._task.done():
+                    self._task.result()
+                await asyncio.sleep(0.005)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None and self._task is not None
+        self._server.should_exit = True
+        await self._task
+
+    def called(self, method: str) -> list[SlackCall]:
+        return [call for call in self.calls if call.method == method]
+
+    async def _params(self, request: Request) -> dict[str, Any]:
+        body = await request.body()
+        if request.headers.get("content-type", "").startswith("application/json"):
+            return dict(json.loads(body or b"{}"))
+        return dict(parse_qsl(body.decode())) | dict(request.query_params)
+
+    async def _respond(self, request: Request) -> Response:
+        self.calls.append(SlackCall("respond", await self._params(request)))
+        return Response("ok")
+
+    async def _method(self, request: Request) -> Response:
+        method = request.path_params["method"]
+        params = await self._params(request)
+        if self.rate_limit_next and method != "auth.test":
+            self.rate_limit_next -= 1
+            self.calls.append(SlackCall(f"{method} (429)", params))
+            return JSONResponse(
+                {"ok": False, "error": "ratelimited"}, status_code=429, headers={"Retry-After": "1"}
+            )
+        self.calls.append(SlackCall(method, params))
+        if method == "auth.test":
+            return JSONResponse(
+                {"ok": True, "team_id": TEAM, "user_id": BOT_USER, "bot_id": "B1", "team": "RB"}
+            )
+        if method in ("chat.postMessage", "chat.update"):
+            ts = params.get("ts") or f"1700000000.{next(self._ts):06d}"
+            return JSONResponse({"ok": True, "channel": params.get("channel"), "ts": ts})
+        if method == "users.info":
+            name = self.names.get(str(params.get("user")), "")
+            return JSONResponse(
+                {"ok": True, "user": {"id": params.get("user"), "profile": {"display_name": name}}}
+            )
+        return JSONResponse({"ok": True})
