@@ -330,3 +330,53 @@ async def test_the_morning_summary_lists_after_hours_hand_offs(desk: Desk, clock
     assert await desk.channel.morning_summary(since=clock.now.replace(hour=0))
     summary = desk.slack.called("chat.postMessage")[-1].text
     assert "after hours" in summary and "My certificate is missing" in summary
+
+
+async def test_a_member_on_telegram_and_staff_in_slack(desk: Desk) -> None:
+    """The issue's own story: a Telegram member asks for a person; staff claim, reply, resolve; a rating."""
+    from bot.channels.telegram import TelegramChannel
+    from tests.fakes.telegram_api import FakeBotAPI
+    from tests.test_telegram import Harness, TelegramUser, settings_for
+
+    async with FakeBotAPI() as api:
+        telegram = TelegramChannel(desk.app.engine, settings_for(desk.app, api), poll_timeout=1)
+
+        async def push(channel: str, user_id: str, replies: list[Any]) -> bool:
+            return await telegram.push(user_id, replies) if channel == "telegram" else False
+
+        desk.app.helpdesk.push = push
+        harness = Harness(telegram, api)
+        await telegram.start()
+        try:
+            member = TelegramUser(harness, user_id=8001, language_code="es")
+            await member.say("quiero hablar con una persona")
+            await member.say("No encuentro mi certificado de la capacitación")
+            card = desk.slack.called("chat.postMessage")[-1]
+            assert "No encuentro mi certificado" in json.dumps(card.blocks, ensure_ascii=False)
+            found = await escalation(desk.app)
+            await desk.click(STAFF, "claim", str(found.id), ts=str(found.slack_ts))
+
+            reply = desk.event(
+                {
+                    "type": "message",
+                    "channel": "CHANDOFF",
+                    "user": STAFF,
+                    "text": "Hola, lo reviso ahora mismo.",
+                    "ts": "1.5",
+                    "thread_ts": found.slack_ts,
+                }
+            )
+            await desk.post(reply, "application/json")
+            await api.wait_for(lambda: any("lo reviso" in c.text for c in api.sent()))
+            assert any("Mesa de ayuda (Ana): Hola, lo reviso ahora mismo." in c.text for c in api.sent())
+
+            assert await member.say("Gracias, espero") == ""  # relayed to the thread, no bot reply
+            assert desk.slack.called("chat.postMessage")[-1].text == "Member: Gracias, espero"
+
+            await desk.click(STAFF, "resolve", str(found.id), ts=str(found.slack_ts))
+            await api.wait_for(lambda: any("★" in b["text"] for c in api.sent() for b in c.buttons))
+            member.last = [c for c in api.sent() if any("★" in b["text"] for b in c.buttons)]
+            assert "Gracias por su calificación" in await member.press("★★★★★")
+            assert (await escalation(desk.app)).rating == 5
+        finally:
+            await telegram.stop()

@@ -494,6 +494,14 @@ class TelegramChannel:
 
     # -- sending ---------------------------------------------------------------------------------------------
 
+    async def push(self, user_id: str, replies: list[Reply]) -> bool:
+        """Send replies nobody asked for this turn (a help desk answer, a decision) to a private chat."""
+        if not user_id.lstrip("-").isdigit() or not self._running:
+            return False
+        for reply in replies:
+            await self._send(int(user_id), reply)
+        return True
+
     async def _send(self, chat_id: int, reply: Reply, *, reply_to: int | None = None) -> None:
         """One reply as one or more messages (4096 characters each); buttons go under the last one."""
         text = reply.text
