@@ -56,6 +56,7 @@ class Article:
     related: tuple[str, ...]
     flow: str | None
     path: Path
+    not_about: tuple[str, ...] = ()  # subjects that look alike but belong elsewhere ("gmail password")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +87,11 @@ def parse_article(path: Path, *, registry: str, lang: str) -> Article:
     for key, kind in _REQUIRED.items():
         if not isinstance(meta.get(key), kind):
             raise KnowledgeError(f"{path}: field {key!r} missing or not a {kind.__name__}")
-    for key in ("questions", "keywords", "related"):
-        if not all(isinstance(item, str) and item.strip() for item in meta[key]):
+    not_about = meta.get("not_about", [])
+    if not isinstance(not_about, list):
+        raise KnowledgeError(f"{path}: field 'not_about' is not a list")
+    for key in ("questions", "keywords", "related", "not_about"):
+        if not all(isinstance(item, str) and item.strip() for item in meta.get(key, [])):
             raise KnowledgeError(f"{path}: every item of {key!r} must be non-empty text")
     if meta["kind"] not in KINDS:
         raise KnowledgeError(f"{path}: kind {meta['kind']!r} is not one of {', '.join(KINDS)}")
@@ -110,6 +114,7 @@ def parse_article(path: Path, *, registry: str, lang: str) -> Article:
         related=tuple(meta["related"]),
         flow=flow if isinstance(flow, str) else None,
         path=path,
+        not_about=tuple(item.strip() for item in not_about),
     )
 
 
@@ -133,11 +138,49 @@ class _Index:
     surface: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     surface_words: list[str] = field(default_factory=list)
     unknown_weight: float = 2.0
+    # per topic, the not_about entries as (Latin words, Chinese runs): a query having all of one's pieces
+    # is about something else, and the topic is left out
+    excluded: dict[str, list[tuple[tuple[str, ...], tuple[str, ...]]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
 
 
 CJK_CHAR_FACTOR = 0.5
 PHRASE_FLOOR = 0.7
 UNKNOWN_FACTOR = 1.5  # a word no article uses weighs like a rare word: it signals another subject
+CONTEXT_FACTOR = 0.3  # an unknown everyday word of a chatty message ("my daughter") weighs less
+
+
+def _marker(entry: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A not_about entry as the Latin words and Chinese runs a query must all contain."""
+    pieces = text.words(entry)
+    latin = tuple(word for word in pieces if not text.is_cjk(word) and word not in text.STOPWORDS)
+    return latin, tuple(word for word in pieces if text.is_cjk(word))
+
+
+def _has_marker(marker: tuple[tuple[str, ...], tuple[str, ...]], words: list[str], joined: str) -> bool:
+    latin, cjk = marker
+    if not latin and not cjk:
+        return False
+    for piece in latin:
+        if piece in words:
+            continue
+        if len(piece) >= 5 and any(
+            fuzz.ratio(piece, word) >= 88 for word in words if abs(len(word) - len(piece)) <= 2
+        ):
+            continue
+        return False
+    return all(piece in joined for piece in cjk)
+
+
+def excluded_by(article: Article, query: str) -> str | None:
+    """The not_about entry of ``article`` that ``query`` falls under, or None."""
+    words = text.words(query)
+    joined = "".join(words)
+    for entry in article.not_about:
+        if _has_marker(_marker(entry), words, joined):
+            return entry
+    return None
 
 
 def _phrase_terms(phrase: str, lang: str) -> list[tuple[str, str]]:
@@ -153,6 +196,8 @@ def _phrase_terms(phrase: str, lang: str) -> list[tuple[str, str]]:
             out.append((word, text.WHY_TERM))
         elif word not in text.STOPWORDS and len(word) > 1 and not word.isdigit():
             out.append((word, f"{stem_lang}:{text.stem(word, stem_lang)}"))
+    if out and text.asks_what(phrase):
+        out.append(("~what", text.WHAT_TERM))
     return out
 
 
@@ -193,13 +238,14 @@ class KnowledgeBase:
         for (reg, lang, topic), article in sorted(self.articles.items()):
             if reg != registry:
                 continue
+            index.excluded[topic].extend(_marker(entry) for entry in article.not_about)
             for phrase in (article.title, *article.questions, *article.keywords):
                 pairs = _phrase_terms(phrase, lang)
                 if pairs:
                     raw.append((topic, pairs))
                 for surface, term in pairs:
                     index.topic_terms[topic].add(term)
-                    if not text.is_cjk(surface):
+                    if not text.is_cjk(surface) and not surface.startswith("~"):
                         index.surface[surface].add(term)
         n_topics = len(index.topics)
         document_frequency: dict[str, int] = defaultdict(int)
@@ -212,7 +258,8 @@ class KnowledgeBase:
                 CJK_CHAR_FACTOR if len(term) == 1 and text.is_cjk(term) else 1
             )
         index.unknown_weight = UNKNOWN_FACTOR * math.log((n_topics + 1) / 2.5)
-        for concept in (text.NEGATION_TERM, text.WHY_TERM):  # rare or common, these change what is asked
+        # rare or common, these change what is asked
+        for concept in (text.NEGATION_TERM, text.WHY_TERM, text.WHAT_TERM):
             if concept in index.idf:
                 index.idf[concept] = max(index.idf[concept], 1.2)
         for topic, pairs in raw:
@@ -256,8 +303,14 @@ class KnowledgeBase:
                     out.append((concept, 1.0, index.idf[concept]))
                 continue
             found, similarity = _lookup(index, word, lang)
-            weight = index.idf[found] if found else index.unknown_weight
+            weight = (
+                index.idf[found]
+                if found
+                else index.unknown_weight * (CONTEXT_FACTOR if word in text.CONTEXT_WORDS else 1)
+            )
             out.append((found, similarity, weight))
+        if out and text.WHAT_TERM in index.idf and text.asks_what(query):
+            out.append((text.WHAT_TERM, 1.0, index.idf[text.WHAT_TERM]))
         return out
 
     def search(self, query: str, registry: str, *, lang: str | None = None, limit: int = 5) -> list[Match]:
@@ -289,9 +342,18 @@ class KnowledgeBase:
             for topic in index.topics:
                 if term in index.topic_terms[topic]:
                     topic_explained[topic] += weight * similarity
+        query_words = text.words(query)
+        joined = "".join(query_words)
+        left_out = {
+            topic
+            for topic, markers in index.excluded.items()
+            if any(_has_marker(marker, query_words, joined) for marker in markers)
+        }
         best_phrase: dict[str, float] = defaultdict(float)
         for number, amount in explained.items():
             phrase = index.phrases[number]
+            if phrase.topic in left_out:
+                continue
             q_cover = min(amount / query_total, 1.0)
             p_cover = min(covered[number] / phrase.total, 1.0) if phrase.total else 0.0
             if q_cover and p_cover:
@@ -395,6 +457,18 @@ def check(root: Path, *, known_flows: Iterable[str], languages: Iterable[str] = 
                 if lang not in langs:
                     problems.append(f"knowledge/{registry}/{lang}/{topic}.md: missing translation")
     for article in articles:
+        for entry in article.not_about:
+            if not any(_marker(entry)):
+                problems.append(f"{article.path}: not_about entry {entry!r} has no words to look for")
+        own = [other for other in articles if (other.registry, other.id) == (article.registry, article.id)]
+        for other in own:
+            for phrase in (other.title, *other.questions, *other.keywords):
+                hit = excluded_by(article, phrase)
+                if hit is not None:
+                    problems.append(
+                        f"{article.path}: not_about entry {hit!r} would leave out the topic's own "
+                        f"phrase {phrase!r} ({other.lang})"
+                    )
         for related in article.related:
             if related not in by_registry[article.registry]:
                 problems.append(

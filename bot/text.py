@@ -28,7 +28,9 @@ CANTONESE = {
     "冇": "没有",
     "唔该": "谢谢",
     "唔": "不",
-    "系": "是",
+    "系咪": "是不是",
+    "唔系": "不是",
+    "系唔系": "是不是",
     "嘅": "的",
     "咗": "了",
     "喺": "在",
@@ -50,7 +52,32 @@ CANTONESE = {
     "晒": "完",
     "吖": "",
     "啦": "",
+    "几多": "多少",
+    "几耐": "多久",
+    "而家": "现在",
+    "点算": "怎么办",
+    "点办": "怎么办",
+    "做乜": "为什么",
+    "乜": "什么",
+    "嘢": "东西",
+    "仲": "还",
+    "咁": "这么",
+    "边间": "哪间",
+    "报读": "报名",
+    # Traditional and Hong Kong / Taiwan wording for the same things
+    "帐户": "账户",
+    "帐号": "账号",
+    "户口": "账户",
+    "登入": "登录",
+    "上载": "上传",
+    "电邮": "邮件",
+    "研习": "培训",
+    "联络": "联系",
+    "私隐": "隐私",
+    "牌照": "执照",
 }
+# "系" (Cantonese 係, "to be") is "是" unless it is part of a word such as 系统 (system) or 联系 (contact).
+_CANTONESE_IS = re.compile(r"(?<![联关体派世])系(?![统列数])")
 _CANTONESE_RE = re.compile("|".join(sorted(map(re.escape, CANTONESE), key=len, reverse=True)))
 
 _CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -69,6 +96,9 @@ STOPWORDS_EN = frozenset(
     you your yours hi hello hey please thanks thank pls plz ok okay yes yeah also get got getting
     gets still anymore want wanted need needs know tell someone anyone something thing things way
     really much many one lot like let us s t ive ya u ur r cuz because since via whether
+    even just actually basically literally kinda sorta maybe probably pretty quite anyway anyways
+    though guys folks hmm um uh idk lol thx ty hiya sup dear wondering wonder trying able sure
+    already yet ever every kind sort ok thats theres heres whos hows youre
     """.split()
 )
 STOPWORDS_ES = frozenset(
@@ -80,10 +110,28 @@ STOPWORDS_ES = frozenset(
     pueden que quien se ser si sin sobre soy su sus tambien tan todo todos tu tus un una uno unos
     usted ustedes y ya yo gracias favor quiero quisiera necesito saber debo cual mio mia aunque oye
     buenas buenos dias tardes noches senor senora
+    pues bueno oiga oigan entonces solo nomas porfa porfis ahi alli aca alla este esto osea
+    tengo tiene tienen tenemos estamos estas eh mmm pa pal
     """.split()
 )
 _ZH_STOP_CHARS = frozenset(
     "的了吗呢吧啊呀么是在我你您他她们这那个有和与及或也都就还要会能可以请问一下怎么如何什么哪里为"
+)
+# Everyday words of the context members give ("my daughter is sick on saturday"): when no article uses
+# one, it counts less against every topic than an unknown word that names another subject.
+CONTEXT_WORDS = frozenset(
+    """
+    daughter son kid kids child children husband wife mom mother dad father baby family sister brother
+    today tonight tomorrow yesterday morning afternoon evening night monday tuesday wednesday thursday
+    friday saturday sunday weekend week weeks month months year years ago last next soon recently
+    sick ill appointment doctor vacation trip busy emergency recital class classes time times day days
+    boss coworker coworkers director teacher teachers center job work school new old first second
+    confused frustrated stressed sorry help trying tried keep keeps keeps says said told asked
+    hija hijo hijos nino ninos esposo esposa mama papa bebe familia hoy manana ayer lunes martes
+    miercoles jueves viernes sabado domingo semana semanas mes meses ano anos pasado proximo enferma
+    enfermo cita doctora vacaciones viaje ocupada ocupado emergencia jefa jefe maestra maestro centro
+    trabajo escuela nueva nuevo ayuda dice dijo
+    """.split()
 )
 # Negations decide between neighbours ("how do I withdraw" / "I can't withdraw"): one shared term for all.
 NEGATIONS = frozenset(
@@ -96,7 +144,18 @@ NEGATION_TERM = "~not"
 # Asking "why" is a different question from asking "what" or "how" ("why submit documents?").
 WHY_WORDS = frozenset({"why", "porque"})
 WHY_TERM = "~why"
+# Asking what something is ("what is the Training Calendar?") is a different question from how to use it.
+WHAT_TERM = "~what"
+_WHAT_IS = re.compile(
+    r"\bwhat(?: is| are| s|s)\b|\bque (?:es|son)\b|\bpara que (?:sirve|sirven|es)\b"
+    r"|是什么|什么是|是干什么|是做什么|干什么的|做什么的|有什么用"
+)
 STOPWORDS = (STOPWORDS_EN | STOPWORDS_ES) - NEGATIONS
+
+
+def asks_what(text: str) -> bool:
+    """Whether ``text`` asks what something is (for it, or in Spanish or Chinese)."""
+    return bool(_WHAT_IS.search(normalize(text)))
 
 
 def is_cjk(token: str) -> bool:
@@ -118,6 +177,7 @@ def normalize(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
     if has_cjk(text):
         text = _CANTONESE_RE.sub(lambda m: CANTONESE[m.group(0)], _T2S.convert(text))
+        text = _CANTONESE_IS.sub("是", text)
     text = strip_accents(text.lower()).replace("'", "").replace("’", "")
     text = re.sub(r"\b(por|para) que\b", "porque", text)
     return " ".join(_TOKEN_RE.findall(text))

@@ -26,5 +26,14 @@ def test_held_out_questions_written_the_way_members_write() -> None:
     # Typos, no accents, one-word and mixed-language questions, written without looking at the articles.
     report = evaluate(understander(), PROJECT_DIR / "eval" / "questions-more.jsonl")
     assert report.accuracy() >= 0.80, report.lines()
-    assert report.wrong_confident / report.questions <= 0.03, report.lines()
+    assert report.wrong_confident / report.questions <= 0.02, report.lines()
+    assert report.lang_correct / report.questions >= 0.97
+
+
+def test_questions_from_members_written_before_tuning() -> None:
+    # Written before the articles were given members' wording and never tuned against (see the file's
+    # history): typos, no accents, chatty context, Cantonese and Traditional Chinese, other services.
+    report = evaluate(understander(), PROJECT_DIR / "eval" / "questions-members.jsonl")
+    assert report.accuracy() >= 0.88, report.lines()
+    assert report.wrong_confident / report.questions <= 0.02, report.lines()
     assert report.lang_correct / report.questions >= 0.97

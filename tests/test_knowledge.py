@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bot import text
 from bot.app import load_knowledge
 from bot.config import LANGUAGES, PROJECT_DIR
 from bot.flows import FLOWS
@@ -121,6 +122,20 @@ def test_check_finds_an_unknown_flow(broken: Path) -> None:
     assert any("unknown flow 'teleport'" in p for p in check(broken, known_flows=FLOWS))
 
 
+def test_check_finds_a_not_about_entry_that_leaves_out_the_topics_own_question(broken: Path) -> None:
+    path = broken / "ct" / "en" / "ct-benefits.md"
+    raw = path.read_text(encoding="utf-8")
+    path.write_text(raw.replace("\nsource:", "\nnot_about:\n  - benefits\nsource:", 1), encoding="utf-8")
+    assert any("not_about entry 'benefits' would leave out" in p for p in check(broken, known_flows=FLOWS))
+
+
+def test_check_finds_a_not_about_that_is_not_a_list(broken: Path) -> None:
+    path = broken / "ct" / "en" / "ct-benefits.md"
+    raw = path.read_text(encoding="utf-8")
+    path.write_text(raw.replace("\nsource:", "\nnot_about: netflix\nsource:", 1), encoding="utf-8")
+    assert any("'not_about' is not a list" in p for p in check(broken, known_flows=FLOWS))
+
+
 @pytest.fixture(scope="module")
 def understander() -> Understander:
     return Understander(load_knowledge(KNOWLEDGE), answer_threshold=0.62, clarify_threshold=0.40)
@@ -170,3 +185,42 @@ def test_out_of_scope_questions_get_no_topic(understander: Understander, questio
 def test_a_lone_common_word_asks_instead_of_guessing(understander: Understander) -> None:
     understanding = understander.understand("training", "ca")
     assert understanding.kind == "clarify" and len(understanding.alternatives) >= 2
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "i forgot my netflix password",
+        "how do I reset my facebok password",
+        "olvidé la contraseña de mi correo de gmail",
+        "微信密碼唔記得咗",
+    ],
+)
+def test_another_services_password_is_not_the_registrys(understander: Understander, question: str) -> None:
+    # forgot-password lists other services in its not_about: the question gets no topic, not a wrong one
+    assert understander.understand(question, "ca").name != "forgot-password"
+
+
+def test_the_registrys_own_password_still_finds_its_article(understander: Understander) -> None:
+    assert understander.understand("forgot my password for the registry", "ca").name == "forgot-password"
+
+
+def test_system_and_contact_survive_the_cantonese_mapping() -> None:
+    # 係 (Cantonese "is") becomes 是, but not inside 系统 (system) or 联系 (contact)
+    assert text.normalize("登記系統") == "登记系统"
+    assert text.normalize("點樣聯繫你哋").startswith("怎么联系")
+    assert text.normalize("你係邊個") == "你是谁"
+    assert text.normalize("收唔到啟用電郵") == "收不到启用邮件"
+
+
+def test_asking_what_something_is_prefers_the_overview(understander: Understander) -> None:
+    for question, lang in (("what is this registry even for", "en"), ("que es el registro", "es")):
+        assert understander.understand(question, "ca", lang).name == "registry-overview", question
+
+
+def test_everyday_context_counts_less_than_another_subject(understander: Understander) -> None:
+    chatty = "so i signed up for a workshop but my daughter is sick on saturday, how do i drop it"
+    understood = understander.understand(chatty, "ca", "en")
+    # the member's story does not drown the question: it is answered or asked back about, never dropped
+    assert understood.kind in ("answer", "clarify")
+    assert "withdraw-training" in (understood.name, *understood.alternatives[:1])
