@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bot.app import App, load_knowledge
 from bot.config import LANGUAGES, Settings, load_profile
+from bot.server import Channel, connect
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     knowledge = commands.add_parser("kb", help="knowledge base: check")
     knowledge.add_argument("action", choices=("check",))
 
+    serve = commands.add_parser(
+        "serve", help="run the web chat and every configured channel on one HTTP server, with /healthz"
+    )
+    serve.add_argument("--host", help="interface to listen on (default REGISTRY_BOT_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default REGISTRY_BOT_PORT or 8080)")
+
     outbox = commands.add_parser("outbox", help="list e-mail waiting in the outbox, or send it")
     outbox.add_argument("--all", action="store_true", help="include e-mail already sent")
     outbox.add_argument("--send", action="store_true", help="deliver what is due over SMTP now")
@@ -58,9 +65,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"registry-bot: {exc}", file=sys.stderr)
         return 2
-    handler = {"chat": _chat, "ask": _ask, "eval": _eval, "db": _db, "kb": _kb, "outbox": _outbox}[
-        args.command
-    ]
+    handler = {
+        "chat": _chat,
+        "ask": _ask,
+        "eval": _eval,
+        "db": _db,
+        "kb": _kb,
+        "outbox": _outbox,
+        "serve": _serve,
+    }[args.command]
     return handler(args, settings, registry)
 
 
@@ -75,6 +88,56 @@ def _chat(args: argparse.Namespace, settings: Settings, registry: str) -> int:
             await console.run(
                 app.engine, user_id=args.user, language=args.lang, stdin=sys.stdin, stdout=sys.stdout
             )
+        finally:
+            await app.close()
+
+    asyncio.run(run())
+    return 0
+
+
+def serve_address(args: argparse.Namespace, settings: Settings) -> tuple[str, int]:
+    """(host, port) to listen on: the command line wins over REGISTRY_BOT_HOST and REGISTRY_BOT_PORT."""
+    host = args.host if args.host is not None else settings.host
+    port = args.port if args.port is not None else settings.port
+    return host, port
+
+
+def _channels(app: App, settings: Settings) -> list[Channel]:
+    """The channels ``serve`` hosts: the web chat always; Telegram and Slack when their tokens are set."""
+    from bot.channels.web import WebChat
+
+    channels: list[Channel] = [WebChat(app)]
+    if settings.telegram_token is not None:
+        from bot.channels.telegram import TelegramChannel
+
+        channels.append(TelegramChannel(app.engine, settings))
+    if settings.slack_enabled:
+        from bot.channels.slack import SlackChannel
+
+        channels.append(SlackChannel(app.helpdesk, settings))
+    return channels
+
+
+def _serve(args: argparse.Namespace, settings: Settings, registry: str) -> int:
+    from bot.channels import web
+
+    host, port = serve_address(args, settings)
+    if not 0 <= port <= 65535:
+        print(f"registry-bot: invalid port {port}", file=sys.stderr)
+        return 2
+
+    async def run() -> None:
+        app = App.build(settings, registry=registry)
+        try:
+            await app.migrate()
+            if app.database.dialect.name == "sqlite":
+                # the embedded database: a new user sees the demo registry at once
+                await app.seed_demo()
+            channels = _channels(app, settings)
+            connect(app, channels)
+            names = ", ".join(channel.name for channel in channels)
+            print(f"registry-bot: serving {names} on http://{host}:{port}/ (Ctrl-C to stop)", file=sys.stderr)
+            await web.serve(app, channels, host=host, port=port)
         finally:
             await app.close()
 

@@ -22,6 +22,7 @@ from starlette.routing import Route
 from bot.app import App
 from bot.channels.slack import SlackChannel
 from bot.registry.models import Appeal, AuditRequest, Escalation
+from bot.server import connect
 from tests.fakes.slack_api import TEAM, FakeSlack
 from tests.helpers import Chatter, verify
 from tests.test_helpdesk import Chats
@@ -341,10 +342,8 @@ async def test_a_member_on_telegram_and_staff_in_slack(desk: Desk) -> None:
     async with FakeBotAPI() as api:
         telegram = TelegramChannel(desk.app.engine, settings_for(desk.app, api), poll_timeout=1)
 
-        async def push(channel: str, user_id: str, replies: list[Any]) -> bool:
-            return await telegram.push(user_id, replies) if channel == "telegram" else False
-
-        desk.app.helpdesk.push = push
+        desk.app.engine.listeners.clear()
+        connect(desk.app, [telegram, desk.channel])  # the wiring `serve` does
         harness = Harness(telegram, api)
         await telegram.start()
         try:

@@ -8,8 +8,10 @@ each event id is processed once.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
@@ -25,6 +27,7 @@ from bot.helpdesk import EscalationCard, HelpDesk, RequestCard
 
 logger = logging.getLogger(__name__)
 
+SUMMARY_LOOKBACK = timedelta(days=7)  # after-hours hand-offs older than this are in /registry queue anyway
 MAX_SECTION = 2900  # Block Kit section text holds 3,000 characters
 LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "zh_Hans": "Chinese (Simplified)"}
 
@@ -145,6 +148,7 @@ class SlackChannel:
         )
         self.handler = AsyncSlackRequestHandler(self.app)
         self._socket_mode: Any = None
+        self._mornings: asyncio.Task[None] | None = None
         self._register()
 
     # -- the channel protocol -----------------------------------------------------------------------------
@@ -155,6 +159,8 @@ class SlackChannel:
         return [Route("/slack/events", self._events, methods=["POST"])]
 
     async def start(self) -> None:
+        if self.helpdesk.hours.known and self.settings.slack_handoff_channel:
+            self._mornings = asyncio.create_task(self._morning_summaries())
         if self.settings.slack_app_token is not None:
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
@@ -164,8 +170,25 @@ class SlackChannel:
             await self._socket_mode.connect_async()
 
     async def stop(self) -> None:
+        if self._mornings is not None:
+            self._mornings.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._mornings
         if self._socket_mode is not None:
             await self._socket_mode.close_async()
+
+    async def _morning_summaries(self) -> None:
+        """When the help desk opens, post what came in after hours and still waits."""
+        while True:
+            now = self.helpdesk.clock()
+            opening = self.helpdesk.hours.next_opening(now)
+            if opening is None:
+                return
+            await asyncio.sleep((opening - now).total_seconds() + 1)
+            try:
+                await self.morning_summary(since=opening - SUMMARY_LOOKBACK)
+            except Exception:  # Slack away this morning: tomorrow's summary still lists what waits
+                logger.exception("morning summary not posted")
 
     def healthy(self) -> bool:
         return True

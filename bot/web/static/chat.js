@@ -1,0 +1,278 @@
+// The web chat page: talks to /api/messages and /api/history (see docs/web-api.md). No dependencies.
+(function () {
+  "use strict";
+
+  var MAX_FILE = 10 * 1024 * 1024;
+  var SAFE_URL = /^(https?:|mailto:|tel:)/i;
+  var URL_IN_TEXT = /(https?:\/\/[^\s<>"]+[^\s<>".,;:!?)\]])/g;
+  var BOLD = /\*\*([^*\n]+)\*\*/;
+  var STORE = "registry-bot-last-choices";
+
+  var root = document.getElementById("chat");
+  var t = root.dataset;
+  var log = document.getElementById("log");
+  var form = document.getElementById("composer");
+  var input = document.getElementById("message");
+  var fileInput = document.getElementById("file");
+  var sendButton = document.getElementById("send");
+  var language = document.getElementById("lang");
+  var statusLine = document.getElementById("status");
+  var errorLine = document.getElementById("error");
+  var busy = false;
+
+  function deliveryId() {
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
+
+  function fill(template, name) { return template.replace("{name}", name); }
+
+  function setBusy(value, message) {
+    busy = value;
+    sendButton.disabled = value;
+    language.disabled = value;
+    statusLine.textContent = value ? (message || t.sending) : "";
+    log.setAttribute("aria-busy", value ? "true" : "false");
+  }
+
+  function showError(message) { errorLine.textContent = message || ""; }
+
+  function appendText(parent, text) {
+    // replies are plain text with **bold** (the knowledge articles' Markdown) and bare URLs
+    text.split(BOLD).forEach(function (part, index) {
+      if (index % 2 === 1) {
+        var strong = document.createElement("strong");
+        appendLinks(strong, part);
+        parent.appendChild(strong);
+      } else {
+        appendLinks(parent, part);
+      }
+    });
+  }
+
+  function appendLinks(parent, text) {
+    var last = 0;
+    text.replace(URL_IN_TEXT, function (url, _group, offset) {
+      parent.appendChild(document.createTextNode(text.slice(last, offset)));
+      parent.appendChild(makeLink(url, url));
+      last = offset + url.length;
+      return url;
+    });
+    parent.appendChild(document.createTextNode(text.slice(last)));
+  }
+
+  function makeLink(label, url) {
+    var link = document.createElement("a");
+    link.href = url;
+    link.textContent = label;
+    if (/^https?:/i.test(url)) {
+      link.target = "_blank";
+      link.rel = "noopener noreferrer";
+      var note = document.createElement("span");
+      note.className = "speaker";
+      note.textContent = " (" + t.newTab + ")";
+      link.appendChild(note);
+    }
+    return link;
+  }
+
+  function addMessage(from, text) {
+    var item = document.createElement("div");
+    item.className = "message " + from;
+    var speaker = document.createElement("span");
+    speaker.className = "speaker";
+    speaker.textContent = (from === "member" ? t.you : from === "staff" ? t.staff : t.assistant) + ": ";
+    item.appendChild(speaker);
+    appendText(item, text);
+    log.appendChild(item);
+    log.scrollTop = log.scrollHeight;
+    return item;
+  }
+
+  function addReply(reply) {
+    var item = addMessage("assistant", reply.text);
+    if (reply.links && reply.links.length) {
+      var list = document.createElement("ul");
+      list.className = "links";
+      list.setAttribute("aria-label", t.links);
+      reply.links.forEach(function (link) {
+        if (!SAFE_URL.test(link.url)) { return; }
+        var entry = document.createElement("li");
+        entry.appendChild(makeLink(link.label, link.url));
+        list.appendChild(entry);
+      });
+      item.appendChild(list);
+    }
+    if (reply.choices && reply.choices.length) {
+      addChoices(item, reply.choices);
+    }
+    return item;
+  }
+
+  function addChoices(item, choices) {
+    var group = document.createElement("div");
+    group.className = "choices";
+    group.setAttribute("role", "group");
+    group.setAttribute("aria-label", t.choices);
+    choices.forEach(function (choice) {
+      var button = document.createElement("button");
+      button.type = "button";
+      button.textContent = choice.label;
+      button.dataset.payload = choice.payload;
+      button.addEventListener("click", function () {
+        if (busy) { return; }
+        button.setAttribute("aria-pressed", "true");
+        retireChoices();
+        send({ payload: choice.payload }, choice.label);
+      });
+      group.appendChild(button);
+    });
+    item.appendChild(group);
+  }
+
+  function retireChoices() {
+    var buttons = log.querySelectorAll(".choices button");
+    for (var i = 0; i < buttons.length; i += 1) { buttons[i].disabled = true; }
+    try { window.sessionStorage.removeItem(STORE); } catch (e) { /* storage may be off */ }
+  }
+
+  function remember(replies) {
+    // The transcript keeps texts only: the last buttons are kept in this tab, so a reload shows them again.
+    var last = replies[replies.length - 1];
+    try {
+      if (last && last.choices && last.choices.length) {
+        window.sessionStorage.setItem(STORE, JSON.stringify({ text: last.text, choices: last.choices }));
+      } else {
+        window.sessionStorage.removeItem(STORE);
+      }
+    } catch (e) { /* storage may be off */ }
+  }
+
+  function post(body, isForm, attempt) {
+    var options = { method: "POST", credentials: "same-origin", body: body };
+    if (!isForm) { options.headers = { "Content-Type": "application/json" }; }
+    return window.fetch("/api/messages", options).catch(function (problem) {
+      // the same delivery id again: if the first attempt did reach the server it is not processed twice
+      if (attempt < 2) {
+        return new Promise(function (resolve) { window.setTimeout(resolve, 800 * (attempt + 1)); })
+          .then(function () { return post(body, isForm, attempt + 1); });
+      }
+      throw problem;
+    });
+  }
+
+  function send(message, shown, file) {
+    var id = deliveryId();
+    var body;
+    var isForm = Boolean(file);
+    if (isForm) {
+      body = new FormData();
+      body.append("delivery_id", id);
+      body.append("lang", root.dataset.lang);
+      body.append("file", file, file.name);
+    } else {
+      message.delivery_id = id;
+      message.lang = root.dataset.lang;
+      body = JSON.stringify(message);
+    }
+    showError("");
+    var bubble = shown ? addMessage("member", shown) : null;
+    setBusy(true, isForm ? fill(t.uploading, file.name) : t.sending);
+    return post(body, isForm, 0)
+      .then(function (response) {
+        return response.json().catch(function () { return {}; }).then(function (data) {
+          if (!response.ok) {
+            var error = new Error(data.error || "http");
+            error.code = response.status === 413 ? "too_large" : data.error;
+            throw error;
+          }
+          return data;
+        });
+      })
+      .then(function (data) {
+        if (data.duplicate) { return loadHistory(false); }
+        var items = data.replies.map(addReply);
+        // long answers are read from their start: scroll to the question (or the first reply), not the end
+        var top = bubble || items[0];
+        if (top) { log.scrollTop = top.offsetTop - log.offsetTop - 8; }
+        remember(data.replies);
+        return data;
+      })
+      .catch(function (problem) {
+        if (bubble) { bubble.remove(); }
+        if (problem.code === "too_large") { showError(t.errorTooLarge); }
+        else if (problem instanceof TypeError) { showError(t.errorNetwork); }
+        else { showError(t.errorGeneric); }
+        return null;
+      })
+      .then(function (result) { setBusy(false); return result; });
+  }
+
+  var shownEntries = -1;  // how many transcript entries the log shows, to notice help desk messages
+
+  function loadHistory(onlyIfChanged) {
+    return window.fetch("/api/history", { credentials: "same-origin" })
+      .then(function (response) { return response.ok ? response.json() : { messages: [] }; })
+      .then(function (data) {
+        if (onlyIfChanged && data.messages.length === shownEntries) { return; }
+        shownEntries = data.messages.length;
+        log.textContent = "";
+        data.messages.forEach(function (entry) { addMessage(entry.from, entry.text); });
+        var last = data.messages[data.messages.length - 1];
+        var stored = null;
+        try { stored = JSON.parse(window.sessionStorage.getItem(STORE) || "null"); } catch (e) { stored = null; }
+        if (stored && last && last.from === "assistant" && last.text === stored.text) {
+          addChoices(log.lastElementChild, stored.choices);
+        }
+        log.scrollTop = log.scrollHeight;
+      })
+      .catch(function () { showError(t.errorNetwork); });
+  }
+
+  function sendFiles(files, index) {
+    if (index >= files.length) { return Promise.resolve(); }
+    var file = files[index];
+    if (file.size > MAX_FILE) {
+      showError(t.errorTooLarge);
+      return sendFiles(files, index + 1);
+    }
+    return send(null, fill(t.fileSent, file.name), file).then(function () { return sendFiles(files, index + 1); });
+  }
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    if (busy) { return; }
+    var text = input.value.trim();
+    var files = Array.prototype.slice.call(fileInput.files || []);
+    if (!text && !files.length) { showError(t.errorEmpty); input.focus(); return; }
+    var tooLarge = files.filter(function (file) { return file.size > MAX_FILE; });
+    if (tooLarge.length) { showError(t.errorTooLarge); fileInput.focus(); return; }
+    input.value = "";
+    fileInput.value = "";
+    var first = text ? send({ text: text }, text) : Promise.resolve();
+    first.then(function () { return sendFiles(files, 0); }).then(function () { input.focus(); });
+  });
+
+  input.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      form.requestSubmit ? form.requestSubmit() : form.dispatchEvent(new Event("submit", { cancelable: true }));
+    }
+  });
+
+  language.addEventListener("change", function () {
+    var chosen = language.value;
+    retireChoices();
+    send({ payload: "lang:" + chosen }, language.options[language.selectedIndex].text).then(function (data) {
+      // the page's own words are rendered by the server in the conversation's language
+      if (data) { window.location.replace("/?lang=" + encodeURIComponent(chosen)); }
+    });
+  });
+
+  loadHistory();
+  // a person at the help desk may answer between the member's messages: look for new ones now and then
+  window.setInterval(function () {
+    if (!busy && document.visibilityState === "visible") { loadHistory(true).catch(function () {}); }
+  }, 10000);
+}());

@@ -1,0 +1,203 @@
+"""The web chat in a real headless Chromium: a Spanish conversation in which Maria links her account and
+withdraws from training T-401, driven through the page the way a member uses it (typing, Enter, buttons).
+
+Chromium and chromedriver come from Debian (``.ci/run`` installs them); selenium drives them with no
+download at run time. Without Chromium the test is skipped, except in CI, where it must run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bot.app import App
+from bot.channels.web import WebChat
+from bot.registry.models import Enrollment, Member, Training
+from tests.helpers import latest_mail
+from tests.test_server import running_server
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+MARIA = ("10000001", "maria.lopez@example.org")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=420,900",  # a phone's width
+)
+TIMEOUT = 30.0
+
+if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()) and not os.environ.get("CI"):
+    pytest.skip("chromium and chromium-driver are not installed", allow_module_level=True)
+if not os.environ.get("CI"):
+    pytest.importorskip("selenium")
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import Select  # noqa: E402
+
+
+class Browser:
+    """A Chromium page; every WebDriver call runs in a thread, so the server in this event loop answers."""
+
+    def __init__(self, driver: webdriver.Chrome) -> None:
+        self.driver = driver
+
+    async def run(self, function: Any, *args: Any) -> Any:
+        return await asyncio.to_thread(function, *args)
+
+    async def script(self, source: str, *args: Any) -> Any:
+        return await self.run(self.driver.execute_script, source, *args)
+
+    async def wait_for(self, source: str, *args: Any, what: str = "") -> Any:
+        """Poll a JavaScript expression until it is truthy."""
+        deadline = asyncio.get_running_loop().time() + TIMEOUT
+        while True:
+            value = await self.script(f"return ({source});", *args)
+            if value:
+                return value
+            if asyncio.get_running_loop().time() > deadline:
+                log = await self.script("return document.getElementById('log').innerText;")
+                raise AssertionError(f"timed out waiting for {what or source}; the log shows:\n{log}")
+            await asyncio.sleep(0.1)
+
+    async def assistant_count(self) -> int:
+        return int(await self.script("return document.querySelectorAll('.message.assistant').length;"))
+
+    async def answers_after(self, before: int) -> str:
+        """The text of the assistant's messages after the first ``before``, once the page is idle again."""
+        await self.wait_for(
+            "document.querySelectorAll('.message.assistant').length > arguments[0]"
+            " && !document.getElementById('send').disabled",
+            before,
+            what="the assistant's answer",
+        )
+        texts = await self.script(
+            "return Array.from(document.querySelectorAll('.message.assistant')).slice(arguments[0])"
+            ".map(function (m) { return m.innerText; });",
+            before,
+        )
+        return "\n".join(texts)
+
+    async def say(self, text: str) -> str:
+        """Type into the message box and press Enter, as a member does."""
+        before = await self.assistant_count()
+        box = await self.run(self.driver.find_element, By.ID, "message")
+        await self.run(box.send_keys, text)
+        await self.run(box.send_keys, Keys.ENTER)
+        return await self.answers_after(before)
+
+    async def press(self, label_part: str, *, keyboard: bool = False) -> str:
+        """Press the newest enabled choice button whose caption contains ``label_part``."""
+        before = await self.assistant_count()
+        buttons = await self.run(self.driver.find_elements, By.CSS_SELECTOR, ".choices button:enabled")
+        for button in reversed(buttons):
+            if label_part.lower() in (await self.run(lambda b=button: b.text)).lower():
+                await self.script("arguments[0].scrollIntoView({block: 'center'});", button)
+                if keyboard:  # Tab focus + Enter: the buttons are real, keyboard-usable buttons
+                    await self.script("arguments[0].focus();", button)
+                    await self.run(button.send_keys, Keys.ENTER)
+                else:
+                    await self.run(button.click)
+                return await self.answers_after(before)
+        captions = [await self.run(lambda b=button: b.text) for button in buttons]
+        raise AssertionError(f"no button {label_part!r} among {captions}")
+
+
+@pytest.fixture
+async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (*FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(flag)
+    driver = await asyncio.to_thread(
+        webdriver.Chrome, service=Service(executable_path=CHROMEDRIVER), options=options
+    )
+    try:
+        yield Browser(driver)
+    finally:
+        await asyncio.to_thread(driver.quit)
+
+
+async def enrollment_status(app: App, registry_id: str, training: str) -> str:
+    async with app.sessionmaker() as session:
+        query = (
+            select(Enrollment.status)
+            .join(Training, Enrollment.training_id == Training.id)
+            .join(Member, Enrollment.member_id == Member.id)
+            .where(Member.registry_id == registry_id, Training.key == training)
+        )
+        return str((await session.execute(query)).scalar_one())
+
+
+async def test_maria_withdraws_from_a_training_in_spanish_in_the_browser(app: App, browser: Browser) -> None:
+    screenshots = os.environ.get("REGISTRY_BOT_SCREENSHOTS")
+    async with running_server(app, [WebChat(app)]) as (url, _):
+        await browser.run(browser.driver.get, url + "/")
+        await browser.wait_for("document.documentElement.lang === 'en'", what="the English page")
+        assert "Your message" in await browser.script("return document.body.innerText;")
+
+        # the language selector: the engine answers in Spanish and the page is rendered again in Spanish
+        select = Select(await browser.run(browser.driver.find_element, By.ID, "lang"))
+        await browser.run(select.select_by_value, "es")
+        await browser.wait_for(
+            "document.documentElement.lang === 'es' && document.querySelectorAll('.message').length >= 2",
+            what="the Spanish page with the conversation so far",
+        )
+        body = await browser.script("return document.body.innerText;")
+        assert "Su mensaje" in body and "Idioma" in body and "Adjuntar documentos" in body
+
+        text = await browser.say("quiero retirarme de una capacitación")
+        assert "capacitación" in text
+        text = await browser.press("Sí", keyboard=True)  # start now: the account is linked first
+        assert "Registry ID" in text
+        text = await browser.say(MARIA[0])
+        assert "correo" in text.lower()
+        text = await browser.say(MARIA[1])
+        assert "código" in text
+        mail = await latest_mail(app.sessionmaker, MARIA[1])
+        assert mail is not None
+        code = re.search(r"\b(\d{6})\b", mail.body)
+        assert code is not None
+        text = await browser.say(code.group(1))
+        assert "Maria" in text
+
+        # a reload keeps the conversation (the signed cookie) and the buttons to press
+        await browser.run(browser.driver.refresh)
+        await browser.wait_for(
+            "document.querySelectorAll('.choices button:enabled').length > 0", what="the restored buttons"
+        )
+        assert code.group(1) in await browser.script("return document.getElementById('log').innerText;")
+
+        text = await browser.press("Supporting Dual Language Learners")
+        assert "Desea" in text
+        if screenshots:
+            Path(screenshots).mkdir(parents=True, exist_ok=True)
+            await browser.run(browser.driver.save_screenshot, str(Path(screenshots) / "web-chat-es.png"))
+        await browser.press("Sí")
+        assert await enrollment_status(app, MARIA[0], "T-401") == "withdrawn"
+        assert await enrollment_status(app, MARIA[0], "T-403") == "enrolled"
+
+        # links in replies are real links that open in a new tab
+        await browser.say("¿cómo me retiro de una capacitación?")
+        hrefs = await browser.script(
+            "return Array.from(document.querySelectorAll('.links a')).map(function (a) {"
+            " return [a.getAttribute('href'), a.target, a.rel]; });"
+        )
+        assert hrefs and all(h[0].startswith("https://") and h[1] == "_blank" for h in hrefs)
+        assert all("noopener" in h[2] for h in hrefs)
