@@ -271,6 +271,13 @@ class HelpDesk:
                 audit_reference=audit_reference,
             )
 
+    async def request_files(self, kind: str, row_id: int) -> list[tuple[str, bytes]]:
+        """(file name, content) of each document filed with a request, for staff to open."""
+        async with self.sessionmaker() as session:
+            return [
+                (d.filename, d.content) for d in await repo.documents_of(session, kind=kind, row_id=row_id)
+            ]
+
     def may_decide(self, kind: str, user: str) -> bool:
         """Audits are decided by the Operations Team, appeals only by the Registry Director."""
         allowed = self.settings.slack_operations_ids if kind == "audit" else self.settings.slack_director_ids

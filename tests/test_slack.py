@@ -379,3 +379,20 @@ async def test_a_member_on_telegram_and_staff_in_slack(desk: Desk) -> None:
             assert (await escalation(desk.app)).rating == 5
         finally:
             await telegram.stop()
+
+
+async def test_a_new_audit_request_reaches_its_channel_with_its_documents(desk: Desk) -> None:
+    from tests.test_flows import PDF, send_file, start_audit
+
+    member = await start_audit(desk.app, "james", ("10000003", "james.carter@example.org"))
+    await member.press("Training")
+    await member.say("The 15 hours of my Positive Guidance workshop in March are missing from my profile.")
+    await send_file(member, "certificate.pdf", PDF)
+    await member.press("Done")
+    assert "AUD-2026-00001" in await member.press("Yes")
+    posted = [c for c in desk.slack.called("chat.postMessage") if c.params["channel"] == "CAUDIT"]
+    (card,) = posted
+    assert "AUD-2026-00001" in json.dumps(card.blocks) and "certificate.pdf" in json.dumps(card.blocks)
+    (completed,) = desk.slack.called("files.completeUploadExternal")
+    assert completed.params["channel_id"] == "CAUDIT" and completed.params["thread_ts"]
+    assert list(desk.slack.uploads.values()) == [PDF]

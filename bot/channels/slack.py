@@ -236,9 +236,20 @@ class SlackChannel:
         channel = self.settings.slack_audit_channel if kind == "audit" else self.settings.slack_appeal_channel
         if card is None or not channel:
             return
-        await self.client.chat_postMessage(
+        posted = await self.client.chat_postMessage(
             channel=channel, text=f"{card.reference} needs a decision", blocks=request_blocks(card)
         )
+        for filename, content in await self.helpdesk.request_files(kind, row_id):
+            try:  # the documents go in the request's thread, so staff open them where they decide
+                await self.client.files_upload_v2(
+                    channel=channel,
+                    thread_ts=str(posted["ts"]),
+                    filename=filename,
+                    title=filename,
+                    content=content,
+                )
+            except Exception:  # the decision does not depend on Slack holding a copy: it is in the database
+                logger.exception("could not upload a document of %s to Slack", card.reference)
 
     async def morning_summary(self, since: datetime) -> bool:
         """Post the hand-offs that came in after hours and are still open; False when there are none."""

@@ -51,11 +51,14 @@ class FakeSlack:
         self.calls: list[SlackCall] = []
         self.names = names or {}
         self.rate_limit_next = 0
+        self.uploads: dict[str, bytes] = {}  # file id -> the bytes uploaded
+        self._files = itertools.count(1)
         self._ts = itertools.count(1)
         self.port = 0
         self.app = Starlette(
             routes=[
                 Route("/api/respond", self._respond, methods=["POST"]),
+                Route("/upload/{file_id}", self._upload, methods=["POST"]),
                 Route("/api/{method}", self._method, methods=["POST", "GET"]),
                 *(routes or []),
             ]
@@ -109,6 +112,10 @@ class FakeSlack:
         self.calls.append(SlackCall("respond", await self._params(request)))
         return Response("ok")
 
+    async def _upload(self, request: Request) -> Response:
+        self.uploads[request.path_params["file_id"]] = await request.body()
+        return Response("OK - uploaded")
+
     async def _method(self, request: Request) -> Response:
         method = request.path_params["method"]
         params = await self._params(request)
@@ -126,6 +133,17 @@ class FakeSlack:
         if method in ("chat.postMessage", "chat.update"):
             ts = params.get("ts") or f"1700000000.{next(self._ts):06d}"
             return JSONResponse({"ok": True, "channel": params.get("channel"), "ts": ts})
+        if method == "files.getUploadURLExternal":
+            file_id = f"F{next(self._files):04d}"
+            return JSONResponse(
+                {"ok": True, "file_id": file_id, "upload_url": f"{self.url}/upload/{file_id}"}
+            )
+        if method == "files.completeUploadExternal":
+            files = params.get("files")
+            listed = json.loads(files) if isinstance(files, str) else files or []
+            return JSONResponse(
+                {"ok": True, "files": [{"id": f["id"], "title": f.get("title")} for f in listed]}
+            )
         if method == "users.info":
             name = self.names.get(str(params.get("user")), "")
             return JSONResponse(
