@@ -33,6 +33,19 @@ WEI = ("10000002", "wei.chen@example.org")
 _events = itertools.count(1)
 
 
+def event_body(event: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:
+    """An Events API envelope as Slack sends it."""
+    return {
+        "type": "event_callback",
+        "team_id": TEAM,
+        "api_app_id": "A1",
+        "token": "legacy",
+        "event_id": event_id or f"Ev{next(_events)}",
+        "event_time": int(time.time()),
+        "event": event,
+    }
+
+
 @dataclass
 class Desk:
     app: App
@@ -95,16 +108,7 @@ class Desk:
         )
 
     def event(self, event: dict[str, Any], *, event_id: str | None = None) -> bytes:
-        body = {
-            "type": "event_callback",
-            "team_id": TEAM,
-            "api_app_id": "A1",
-            "token": "legacy",
-            "event_id": event_id or f"Ev{next(_events)}",
-            "event_time": int(time.time()),
-            "event": event,
-        }
-        return json.dumps(body).encode()
+        return json.dumps(event_body(event, event_id=event_id)).encode()
 
     async def command(self, user: str, text: str) -> httpx.Response:
         form = {
@@ -396,3 +400,59 @@ async def test_a_new_audit_request_reaches_its_channel_with_its_documents(desk: 
     (completed,) = desk.slack.called("files.completeUploadExternal")
     assert completed.params["channel_id"] == "CAUDIT" and completed.params["thread_ts"]
     assert list(desk.slack.uploads.values()) == [PDF]
+
+
+async def test_socket_mode_for_a_help_desk_without_a_public_address(
+    make_app: Callable[..., App],
+) -> None:
+    from tests.fakes.slack_api import FakeSocketMode
+
+    async with FakeSlack(names={STAFF: "Ana"}) as slack, FakeSocketMode() as socket:
+        slack.socket = socket
+        app = make_app(
+            slack_bot_token="xoxb-test",
+            slack_app_token="xapp-test",
+            slack_api_url=slack.base_url,
+            slack_handoff_channel="CHANDOFF",
+            slack_staff_ids=[STAFF],
+        )
+        await app.migrate()
+        chats = Chats()
+        app.helpdesk.push = chats
+        channel = SlackChannel(app.helpdesk, app.settings)
+        app.engine.listeners.append(channel.on_event)
+        assert channel.routes() == []  # nothing to expose: Slack is reached over the socket
+        await channel.start()
+        try:
+            member = Chatter(app.engine, "socket-member")
+            await member.say("talk to a person")
+            await member.say("My certificate is missing")
+            async with app.sessionmaker() as session:
+                thread = (await session.execute(select(Escalation))).scalar_one().slack_ts
+            event = event_body(
+                {
+                    "type": "message",
+                    "channel": "CHANDOFF",
+                    "user": STAFF,
+                    "text": "On it!",
+                    "ts": "2.1",
+                    "thread_ts": thread,
+                }
+            )
+            ack = await socket.send("events_api", event)
+            assert ack["envelope_id"].startswith("env-")
+            assert chats.texts("socket-member") == ["Help desk (Ana): On it!"]
+            command = {
+                "command": "/registry",
+                "text": "queue",
+                "user_id": STAFF,
+                "channel_id": "CHANDOFF",
+                "team_id": TEAM,
+                "response_url": f"{slack.url}/api/respond",
+                "trigger_id": "t",
+            }
+            await socket.send("slash_commands", command)
+            assert "My certificate is missing" in slack.called("respond")[-1].text
+        finally:
+            await channel.stop()
+            await app.close()

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import uvicorn
+from aiohttp import WSMsgType, web
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -65,6 +66,7 @@ class FakeSlack:
         )
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
+        self.socket: FakeSocketMode | None = None
 
     @property
     def base_url(self) -> str:
@@ -144,9 +146,72 @@ class FakeSlack:
             return JSONResponse(
                 {"ok": True, "files": [{"id": f["id"], "title": f.get("title")} for f in listed]}
             )
+        if method == "apps.connections.open":
+            return JSONResponse({"ok": True, "url": self.socket.url if self.socket else ""})
         if method == "users.info":
             name = self.names.get(str(params.get("user")), "")
             return JSONResponse(
                 {"ok": True, "user": {"id": params.get("user"), "profile": {"display_name": name}}}
             )
         return JSONResponse({"ok": True})
+
+
+class FakeSocketMode:
+    """Slack's Socket Mode end: a WebSocket on 127.0.0.1 that sends envelopes and records the acks."""
+
+    def __init__(self) -> None:
+        self.acks: dict[str, dict[str, Any]] = {}
+        self._ids = itertools.count(1)
+        self._socket: web.WebSocketResponse | None = None
+        self._connected = asyncio.Event()
+        self._acked = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def __aenter__(self) -> FakeSocketMode:
+        application = web.Application()
+        application.router.add_get("/link", self._link)
+        self._runner = web.AppRunner(application)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"ws://127.0.0.1:{port}/link"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._socket is not None:
+            await self._socket.close()
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    async def _link(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        self._socket = socket
+        await socket.send_json({"type": "hello", "num_connections": 1, "debug_info": {}})
+        self._connected.set()
+        async for message in socket:
+            if message.type == WSMsgType.TEXT:
+                data = json.loads(message.data)
+                async with self._acked:
+                    self.acks[str(data.get("envelope_id"))] = data
+                    self._acked.notify_all()
+        return socket
+
+    async def send(self, kind: str, payload: dict[str, Any], *, timeout: float = 10.0) -> dict[str, Any]:
+        """Deliver one envelope (``events_api``, ``interactive``, ``slash_commands``); returns the ack."""
+        async with asyncio.timeout(timeout):
+            await self._connected.wait()
+        assert self._socket is not None
+        envelope_id = f"env-{next(self._ids)}"
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": kind,
+            "payload": payload,
+            "accepts_response_payload": False,
+        }
+        await self._socket.send_json(envelope)
+        async with asyncio.timeout(timeout), self._acked:
+            await self._acked.wait_for(lambda: envelope_id in self.acks)
+        return self.acks[envelope_id]
