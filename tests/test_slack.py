@@ -456,3 +456,23 @@ async def test_socket_mode_for_a_help_desk_without_a_public_address(
         finally:
             await channel.stop()
             await app.close()
+
+
+async def test_the_summary_is_posted_once_when_the_help_desk_opens(desk: Desk, clock: Any) -> None:
+    import asyncio
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    opening = datetime(2026, 11, 23, 8, 0, tzinfo=ZoneInfo("America/Los_Angeles"))
+    clock.now = opening - timedelta(hours=10)  # Sunday night: a hand-off after hours
+    member = Chatter(desk.app.engine, "sunday")
+    await member.say("talk to a person")
+    await member.say("Is my certificate ready?")
+    clock.now = opening - timedelta(seconds=0.5)
+    await desk.channel.start()
+    try:
+        await asyncio.sleep(2.5)
+    finally:
+        await desk.channel.stop()
+    summaries = [c for c in desk.slack.called("chat.postMessage") if c.text.startswith("Good morning")]
+    assert len(summaries) == 1 and "Is my certificate ready?" in summaries[0].text

@@ -179,16 +179,18 @@ class SlackChannel:
 
     async def _morning_summaries(self) -> None:
         """When the help desk opens, post what came in after hours and still waits."""
+        posted: datetime | None = None
         while True:
             now = self.helpdesk.clock()
-            opening = self.helpdesk.hours.next_opening(now)
+            opening = self.helpdesk.hours.next_opening(max(now, posted) if posted else now)
             if opening is None:
                 return
-            await asyncio.sleep((opening - now).total_seconds() + 1)
+            await asyncio.sleep(max((opening - now).total_seconds(), 0) + 1)
             try:
                 await self.morning_summary(since=opening - SUMMARY_LOOKBACK)
             except Exception:  # Slack away this morning: tomorrow's summary still lists what waits
                 logger.exception("morning summary not posted")
+            posted = opening  # one summary per opening
 
     def healthy(self) -> bool:
         return True
