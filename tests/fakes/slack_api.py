@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-import uvicorn
 from aiohttp import WSMsgType, web
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tests.fakes.telegram_api import _Server
+from tests.fakes import LoopbackServer
 
 TEAM = "T0REGISTRY"
 BOT_USER = "UBOT"
@@ -64,8 +63,7 @@ class FakeSlack:
                 *(routes or []),
             ]
         )
-        self._server: _Server | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._loopback = LoopbackServer(self.app)
         self.socket: FakeSocketMode | None = None
 
     @property
@@ -77,29 +75,11 @@ class FakeSlack:
         return f"http://127.0.0.1:{self.port}"
 
     async def __aenter__(self) -> FakeSlack:
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=0,
-            lifespan="off",
-            log_config=None,
-            log_level="warning",
-            ws="none",
-        )
-        self._server = _Server(config)
-        self._task = asyncio.create_task(self._server.serve())
-        async with asyncio.timeout(5):
-            while not self._server.started:
-                if self._task.done():
-                    self._task.result()
-                await asyncio.sleep(0.005)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.port = await self._loopback.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None and self._task is not None
-        self._server.should_exit = True
-        await self._task
+        await self._loopback.stop()
 
     def called(self, method: str) -> list[SlackCall]:
         return [call for call in self.calls if call.method == method]

@@ -7,7 +7,6 @@ Point the real client at it with ``base_url`` / ``base_file_url``; queue updates
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import time
@@ -16,11 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.fakes import LoopbackServer
 
 TOKEN = "123456:TEST-fake-token"
 BOT_USER = {
@@ -45,13 +45,6 @@ STRING_PARAMS = {
     "inline_message_id",
 }
 MAX_POLL_WAIT = 1.0  # seconds a getUpdates call waits at most, so shutdown never waits long
-
-
-class _Server(uvicorn.Server):
-    """uvicorn, minus taking over the process's signal handlers (they are pytest's)."""
-
-    def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
-        return contextlib.nullcontext()
 
 
 @dataclass
@@ -86,8 +79,6 @@ class FakeBotAPI:
         self._closing = False
         self._message_ids = itertools.count(1000)
         self._update_ids = itertools.count(1)
-        self._server: _Server | None = None
-        self._task: asyncio.Task[None] | None = None
         self.port = 0
         self.app = Starlette(
             routes=[
@@ -95,6 +86,7 @@ class FakeBotAPI:
                 Route("/file/bot{token}/{path:path}", self._download, methods=["GET"]),
             ]
         )
+        self._loopback = LoopbackServer(self.app)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -107,33 +99,14 @@ class FakeBotAPI:
         return f"http://127.0.0.1:{self.port}/file/bot"
 
     async def __aenter__(self) -> FakeBotAPI:
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=0,
-            lifespan="off",
-            log_config=None,
-            log_level="warning",
-            ws="none",
-            timeout_graceful_shutdown=2,
-        )
-        self._server = _Server(config)
-        self._task = asyncio.create_task(self._server.serve())
-        async with asyncio.timeout(5):
-            while not self._server.started:
-                if self._task.done():
-                    self._task.result()
-                await asyncio.sleep(0.005)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.port = await self._loopback.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         async with self._changed:
             self._closing = True
             self._changed.notify_all()
-        assert self._server is not None and self._task is not None
-        self._server.should_exit = True
-        await self._task
+        await self._loopback.stop()
 
     # -- what tests do ---------------------------------------------------------------------------------------
 
