@@ -458,7 +458,9 @@ async def test_socket_mode_for_a_help_desk_without_a_public_address(
             await app.close()
 
 
-async def test_the_summary_is_posted_once_when_the_help_desk_opens(desk: Desk, clock: Any) -> None:
+async def test_the_summary_is_posted_once_when_the_help_desk_opens_even_by_two_processes(
+    desk: Desk, clock: Any
+) -> None:
     import asyncio
     from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo
@@ -469,10 +471,14 @@ async def test_the_summary_is_posted_once_when_the_help_desk_opens(desk: Desk, c
     await member.say("talk to a person")
     await member.say("Is my certificate ready?")
     clock.now = opening - timedelta(seconds=0.5)
+    # two `serve` processes' Slack channels on one database: the summary is still posted once
+    twin = SlackChannel(desk.app.helpdesk, desk.app.settings)
     await desk.channel.start()
+    await twin.start()
     try:
         await asyncio.sleep(2.5)
     finally:
         await desk.channel.stop()
+        await twin.stop()
     summaries = [c for c in desk.slack.called("chat.postMessage") if c.text.startswith("Good morning")]
     assert len(summaries) == 1 and "Is my certificate ready?" in summaries[0].text

@@ -187,7 +187,9 @@ class SlackChannel:
                 return
             await asyncio.sleep(max((opening - now).total_seconds(), 0) + 1)
             try:
-                await self.morning_summary(since=opening - SUMMARY_LOOKBACK)
+                # with several `serve` processes, the first to claim this opening posts its summary
+                if await self.helpdesk.first_delivery("slack-summary", opening.isoformat()):
+                    await self.morning_summary(since=opening - SUMMARY_LOOKBACK)
             except Exception:  # Slack away this morning: tomorrow's summary still lists what waits
                 logger.exception("morning summary not posted")
             posted = opening  # one summary per opening
