@@ -6,7 +6,7 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -61,6 +61,20 @@ class App:
         async with self.sessionmaker() as session, session.begin():
             return await repo.seed_demo(
                 session, path=self.settings.demo_data, timezone=self.profile.timezone, now=self.engine.clock()
+            )
+
+    async def purge(self) -> dict[str, int]:
+        """Delete personal data older than the configured retention (``registry-bot purge``)."""
+        now, settings = self.engine.clock(), self.settings
+        async with self.sessionmaker() as session, session.begin():
+            return await repo.purge(
+                session,
+                now=now,
+                transcripts_before=now - timedelta(days=settings.transcript_retention_days),
+                codes_before=now - timedelta(hours=settings.code_retention_hours),
+                deliveries_before=now - timedelta(days=settings.delivery_retention_days),
+                sent_mail_before=now - timedelta(days=settings.sent_mail_retention_days),
+                uploads_before=now - timedelta(days=settings.abandoned_upload_days),
             )
 
     async def close(self) -> None:

@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface to listen on (default REGISTRY_BOT_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default REGISTRY_BOT_PORT or 8080)")
 
+    commands.add_parser("purge", help="delete personal data older than its retention (see README, Privacy)")
+
     outbox = commands.add_parser("outbox", help="list e-mail waiting in the outbox, or send it")
     outbox.add_argument("--all", action="store_true", help="include e-mail already sent")
     outbox.add_argument("--send", action="store_true", help="deliver what is due over SMTP now")
@@ -72,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "db": _db,
         "kb": _kb,
         "outbox": _outbox,
+        "purge": _purge,
         "serve": _serve,
     }[args.command]
     return handler(args, settings, registry)
@@ -221,6 +224,20 @@ def _kb(args: argparse.Namespace, settings: Settings, registry: str) -> int:
         print(f"{len(problems)} problem(s)")
         return 1
     print("knowledge base is sound")
+    return 0
+
+
+def _purge(args: argparse.Namespace, settings: Settings, registry: str) -> int:
+    async def run() -> dict[str, int]:
+        app = App.build(settings, registry=registry)
+        try:
+            await app.migrate()
+            return await app.purge()
+        finally:
+            await app.close()
+
+    counts = asyncio.run(run())
+    print("purged: " + ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in counts.items()))
     return 0
 
 

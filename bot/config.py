@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     smtp_ssl: bool = False
     smtp_from: str = "Registry Help Desk <no-reply@registry-bot.local>"
     smtp_timeout: float = 20.0
+    # How long personal data is kept (`registry-bot purge` deletes what is older; run it daily).
+    transcript_retention_days: int = 180  # conversation transcripts and unanswered questions
+    code_retention_hours: int = 24  # verification codes (hashed), kept a day for the lockout rules
+    delivery_retention_days: int = 14  # ids of processed deliveries (platforms redeliver within a day)
+    sent_mail_retention_days: int = 30  # e-mail already sent (unsent mail is never purged)
+    abandoned_upload_days: int = 2  # documents of a request that was never filed
+    # Messages one chat user may send per minute; a flood gets one polite answer, the rest are dropped.
+    rate_limit_per_minute: int = 30
     # `registry-bot serve`: with no channel tokens it serves the web chat alone.
     host: str = "127.0.0.1"
     port: int = 8080

@@ -669,3 +669,42 @@ async def documents_of(session: AsyncSession, *, kind: str, row_id: int) -> list
     return list(
         (await session.execute(select(Document).where(column == row_id).order_by(Document.id))).scalars()
     )
+
+
+# --- privacy ---------------------------------------------------------------------------------------------
+
+
+async def purge(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    transcripts_before: datetime,
+    codes_before: datetime,
+    deliveries_before: datetime,
+    sent_mail_before: datetime,
+    uploads_before: datetime,
+) -> dict[str, int]:
+    """Delete personal data past its retention; returns how many rows of each kind went."""
+    statements = {
+        "transcripts": delete(TranscriptEntry).where(TranscriptEntry.created_at < transcripts_before),
+        "unanswered_questions": delete(UnansweredQuestion).where(
+            UnansweredQuestion.created_at < transcripts_before
+        ),
+        "verification_codes": delete(VerificationCode).where(VerificationCode.created_at < codes_before),
+        "processed_deliveries": delete(ProcessedUpdate).where(
+            ProcessedUpdate.processed_at < deliveries_before
+        ),
+        "sent_mail": delete(OutboxMessage).where(
+            OutboxMessage.sent_at.is_not(None), OutboxMessage.sent_at < sent_mail_before
+        ),
+        "abandoned_uploads": delete(Document).where(
+            Document.audit_request_id.is_(None),
+            Document.appeal_id.is_(None),
+            Document.uploaded_at < uploads_before,
+        ),
+    }
+    counts: dict[str, int] = {}
+    for kind, statement in statements.items():
+        result = await session.execute(statement)
+        counts[kind] = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return counts

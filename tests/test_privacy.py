@@ -1,0 +1,64 @@
+"""Personal data is kept only as long as configured, and never reaches the logs."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.app import App
+from bot.registry.models import OutboxMessage, ProcessedUpdate, TranscriptEntry, VerificationCode
+from tests.conftest import Clock
+from tests.helpers import Chatter, latest_mail, verify
+from tests.test_cli import run
+
+MARIA = ("10000001", "maria.lopez@example.org")
+
+
+async def count(app: App, model: type) -> int:
+    async with app.sessionmaker() as session:
+        return int((await session.execute(select(func.count()).select_from(model))).scalar_one())
+
+
+async def test_purge_deletes_only_what_is_past_its_retention(app: App, clock: Clock) -> None:
+    old = Chatter(app.engine, "old")
+    await old.say("verify my account")
+    await old.say(MARIA[0])
+    await old.say(MARIA[1])  # a code, and an e-mail that stays unsent
+    old_entries = await count(app, TranscriptEntry)
+    clock.now += timedelta(days=200)
+    recent = Chatter(app.engine, "recent")
+    await recent.say("I forgot my password")
+    recent_entries = await count(app, TranscriptEntry) - old_entries
+
+    purged = await app.purge()
+    assert purged["transcripts"] == old_entries and purged["verification_codes"] == 1
+    assert purged["processed_deliveries"] == 3 and purged["sent_mail"] == 0
+    assert await count(app, TranscriptEntry) == recent_entries  # the recent conversation stays
+    assert await count(app, VerificationCode) == 0
+    assert await count(app, ProcessedUpdate) == 1
+    assert await count(app, OutboxMessage) == 1  # unsent mail is never purged
+    assert await app.purge() == dict.fromkeys(purged, 0)  # nothing more to do
+
+
+def test_purge_from_the_command_line(tmp_path: Path) -> None:
+    result = run(["purge"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("purged: 0 transcripts")
+
+
+async def test_logs_hold_no_email_code_or_message_text(app: App, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    member = Chatter(app.engine, "private")
+    await member.say("Mi hija está enferma, quiero retirarme de una capacitación")
+    await verify(member, app.sessionmaker, *MARIA, start="verify my account")
+    mail = await latest_mail(app.sessionmaker, MARIA[1])
+    code = re.search(r"\b\d{6}\b", mail.body)
+    assert code is not None
+    logged = "\n".join(record.getMessage() + str(record.__dict__) for record in caplog.records)
+    for secret in (MARIA[1], code.group(0), "hija", "enferma"):
+        assert secret not in logged
