@@ -78,4 +78,5 @@ class App:
             )
 
     async def close(self) -> None:
+        await self.engine.close()
         await self.database.dispose()

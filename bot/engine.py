@@ -8,13 +8,16 @@ as whatever the turn wrote. Channel-agnostic and async: channels build an ``Inbo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Profile, Settings
@@ -26,6 +29,7 @@ from bot.knowledge import Article, KnowledgeBase
 from bot.language import detect_language
 from bot.messages import Choice, Inbound, Link, Reply
 from bot.registry import repo
+from bot.render import render
 from bot.turn import Turn
 
 logger = logging.getLogger(__name__)
@@ -33,6 +37,12 @@ logger = logging.getLogger(__name__)
 # Menu of what the assistant does, offered on "help" and when it did not understand.
 MENU_TOPICS = ("find-registry-id", "withdraw-training", "audit-request", "appeal", "forgot-password")
 MAX_TEXT = 4000  # longer messages are cut before matching and storing
+RATE_WINDOW = timedelta(minutes=1)
+MAX_TRACKED_USERS = 10_000
+MAX_WAITING = 1_000  # messages kept while the database is away
+RETRY_FIRST, RETRY_MAX = 1.0, 60.0  # seconds between retries while the database is away
+# The database (or the network to it) is away; programming errors are not caught here.
+DATABASE_ERRORS = (OperationalError, InterfaceError, OSError, TimeoutError)
 
 
 def utcnow() -> datetime:
@@ -70,15 +80,95 @@ class Engine:
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
+        #: delivers replies outside a turn: (channel, chat user id, replies); set by ``serve``
+        self.deliver_later: Callable[[str, str, list[Reply]], Awaitable[bool]] | None = None
+        self._recent: dict[tuple[str, str], deque[datetime]] = {}
+        self._waiting: deque[Inbound] = deque(maxlen=MAX_WAITING)
+        self._retrying: asyncio.Task[None] | None = None
 
     async def handle(self, inbound: Inbound) -> list[Reply]:
-        """Handle one message; a delivery id seen before returns no replies and changes nothing."""
+        """Handle one message; a delivery id seen before returns no replies and changes nothing.
+
+        A flood from one chat user gets one polite answer and the rest is dropped. When the database is
+        unreachable the member gets an apology with the help desk's phone number, and the message is kept
+        and handled once the database is back (its replies then go out through ``deliver_later``).
+        """
+        pace = self._pace(inbound)
+        if pace != "ok":
+            return [Reply(self._render_early(inbound, "rate_limited"))] if pace == "warn" else []
+        try:
+            return await self._serialized(inbound)
+        except DATABASE_ERRORS as error:
+            logger.warning("database unavailable (%s); message kept for a retry", type(error).__name__)
+            self._waiting.append(inbound)
+            if self._retrying is None or self._retrying.done():
+                self._retrying = asyncio.create_task(self._retry_waiting())
+            return [Reply(self._render_early(inbound, "database_down"))]
+
+    async def _serialized(self, inbound: Inbound) -> list[Reply]:
         key = (inbound.channel, inbound.user_id)
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks[key] = asyncio.Lock()
         async with lock:
             return await self._handle(inbound)
+
+    def _pace(self, inbound: Inbound) -> str:
+        """``ok``; ``warn`` for the first message over the per-minute limit; ``drop`` for the rest."""
+        limit = self.settings.rate_limit_per_minute
+        if limit <= 0:
+            return "ok"
+        now = self.clock()
+        if len(self._recent) > MAX_TRACKED_USERS:  # forget quiet users
+            self._recent = {k: v for k, v in self._recent.items() if v and now - v[-1] < RATE_WINDOW}
+        sent = self._recent.setdefault((inbound.channel, inbound.user_id), deque())
+        while sent and now - sent[0] >= RATE_WINDOW:
+            sent.popleft()
+        sent.append(now)
+        if len(sent) <= limit:
+            return "ok"
+        return "warn" if len(sent) == limit + 1 else "drop"
+
+    def _render_early(self, inbound: Inbound, template: str) -> str:
+        """A reply given before the conversation is loaded: in the best language known without it."""
+        lang = (
+            resolve_locale(inbound.language_hint)
+            or detect_language(inbound.text, self.knowledge)
+            or self.profile.default_language
+        )
+        return render(
+            template,
+            lang,
+            tz=self.profile.timezone,
+            profile=self.profile,
+            registry_name=self.profile.display_name(lang),
+        )
+
+    async def _retry_waiting(self) -> None:
+        """Handle the messages kept while the database was away, oldest first, backing off meanwhile."""
+        delay = RETRY_FIRST
+        while self._waiting:
+            await asyncio.sleep(delay)
+            inbound = self._waiting[0]
+            try:
+                replies = await self._serialized(inbound)
+            except DATABASE_ERRORS:
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            self._waiting.popleft()
+            delay = RETRY_FIRST
+            if replies and self.deliver_later is not None:
+                try:
+                    await self.deliver_later(inbound.channel, inbound.user_id, replies)
+                except Exception:  # the replies are in the transcript; the member sees them on return
+                    logger.exception("could not deliver the replies of a retried message")
+
+    async def close(self) -> None:
+        """Stop retrying (messages still waiting are redelivered by the platforms or asked again)."""
+        if self._retrying is not None:
+            self._retrying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retrying
 
     async def _handle(self, inbound: Inbound) -> list[Reply]:
         now = self.clock()

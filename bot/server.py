@@ -58,6 +58,7 @@ def connect(app: App, channels: Sequence[Channel]) -> None:
         return bool(await deliver(user_id, replies)) if deliver is not None else False
 
     app.helpdesk.push = push
+    app.engine.deliver_later = push  # replies to messages kept while the database was away
     for channel in channels:
         listener = getattr(channel, "on_event", None)
         if listener is not None:
