@@ -15,6 +15,7 @@ from bot.config import Profile, Settings, load_profile
 from bot.engine import Engine, utcnow
 from bot.helpdesk import HelpDesk
 from bot.knowledge import KnowledgeBase
+from bot.metrics import Metrics
 from bot.registry import repo
 from bot.registry.session import make_engine, make_sessionmaker, upgrade
 
@@ -38,6 +39,7 @@ class App:
     knowledge: KnowledgeBase
     engine: Engine
     helpdesk: HelpDesk
+    metrics: Metrics
 
     @classmethod
     def build(
@@ -47,11 +49,17 @@ class App:
         database = make_engine(settings.database_url, schema=settings.database_schema)
         sessionmaker = make_sessionmaker(database)
         knowledge = load_knowledge(settings.content_dir / "knowledge")
+        metrics = Metrics()
         engine = Engine(
-            settings=settings, profile=profile, sessionmaker=sessionmaker, knowledge=knowledge, clock=clock
+            settings=settings,
+            profile=profile,
+            sessionmaker=sessionmaker,
+            knowledge=knowledge,
+            clock=clock,
+            metrics=metrics,
         )
         helpdesk = HelpDesk(settings=settings, profile=profile, sessionmaker=sessionmaker, clock=clock)
-        return cls(settings, profile, database, sessionmaker, knowledge, engine, helpdesk)
+        return cls(settings, profile, database, sessionmaker, knowledge, engine, helpdesk, metrics)
 
     async def migrate(self) -> None:
         await upgrade(self.database)

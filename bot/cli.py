@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bot.app import App, load_knowledge
 from bot.config import LANGUAGES, Settings, load_profile
+from bot.logs import configure as configure_logging
 from bot.server import Channel, connect
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = Settings()
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr)
+    configure_logging(settings.log_level, settings.log_format)
     registry = args.registry or settings.registry
     try:
         load_profile(registry, settings)

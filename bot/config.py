@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     answer_threshold: float = 0.62
     clarify_threshold: float = 0.40
     log_level: str = "WARNING"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line, for log collectors
     # E-mail over SMTP; with no host, mail stays in the outbox (`registry-bot outbox` lists it).
     smtp_host: str | None = None
     smtp_port: int = 587

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import copy
 import logging
+import time
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,7 @@ from bot.intents import Understander, Understanding
 from bot.knowledge import Article, KnowledgeBase
 from bot.language import detect_language
 from bot.messages import Choice, Inbound, Link, Reply
+from bot.metrics import Metrics
 from bot.registry import repo
 from bot.render import render
 from bot.turn import Turn
@@ -62,6 +64,7 @@ class Engine:
         flows: dict[str, Flow] | None = None,
         clock: Callable[[], datetime] = utcnow,
         listeners: list[Callable[[str, int], Awaitable[None]]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.profile = profile
@@ -72,6 +75,7 @@ class Engine:
         #: called with (event, row id) after a turn that wrote a request is committed (staff notifications)
         self.listeners = listeners if listeners is not None else []
         self.hours = SupportHours(profile)
+        self.metrics = metrics
         self.understander = Understander(
             knowledge,
             answer_threshold=settings.answer_threshold,
@@ -95,11 +99,15 @@ class Engine:
         """
         pace = self._pace(inbound)
         if pace != "ok":
+            self._count(inbound.channel, "rate_limited", 0.0)
             return [Reply(self._render_early(inbound, "rate_limited"))] if pace == "warn" else []
         try:
             return await self._serialized(inbound)
         except DATABASE_ERRORS as error:
             logger.warning("database unavailable (%s); message kept for a retry", type(error).__name__)
+            self._count(inbound.channel, "database_down", 0.0)
+            if self.metrics is not None:
+                self.metrics.errors.labels(kind="database").inc()
             self._waiting.append(inbound)
             if self._retrying is None or self._retrying.done():
                 self._retrying = asyncio.create_task(self._retry_waiting())
@@ -170,7 +178,12 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._retrying
 
+    def _count(self, channel: str, outcome: str, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.turn(channel, outcome, seconds)
+
     async def _handle(self, inbound: Inbound) -> list[Reply]:
+        started = time.perf_counter()
         now = self.clock()
         text = inbound.text[:MAX_TEXT]
         async with self.sessionmaker() as session, session.begin():
@@ -178,6 +191,7 @@ class Engine:
                 session, channel=inbound.channel, delivery_id=inbound.delivery_id, now=now
             ):
                 logger.info("duplicate delivery ignored", extra={"channel": inbound.channel})
+                self._count(inbound.channel, "duplicate", time.perf_counter() - started)
                 return []
             initial = resolve_locale(inbound.language_hint) or self.profile.default_language
             conversation = await repo.load_conversation(
@@ -214,6 +228,7 @@ class Engine:
                 # a person has this conversation: the member's words go to them, and the assistant is quiet
                 await session.flush()
                 turn.events.append(("member_message", inbound_entry.id))
+                turn.outcome = "to_staff"
                 replies = []
             else:
                 replies = await self._route(turn, state, text)
@@ -228,6 +243,17 @@ class Engine:
             conversation.updated_at = now
             for reply in replies:
                 repo.add_transcript(session, conversation, direction="out", text=reply.text, now=now)
+        seconds = time.perf_counter() - started
+        self._count(inbound.channel, turn.outcome, seconds)
+        logger.info(
+            "turn handled",
+            extra={
+                "conversation_id": turn.conversation_id,
+                "channel": inbound.channel,
+                "outcome": turn.outcome,
+                "ms": round(seconds * 1000, 2),
+            },
+        )
         for event, row_id in turn.events:
             for listener in self.listeners:
                 try:
@@ -350,6 +376,7 @@ class Engine:
         self, turn: Turn, state: dict[str, Any], understanding: Understanding, text: str
     ) -> list[Reply]:
         kind, name = understanding.kind, understanding.name
+        turn.outcome = kind
         if kind == "language":
             turn.set_language(understanding.argument, explicit=True)
             return [Reply(turn.render("language_set"))]
@@ -388,6 +415,7 @@ class Engine:
             choices = [self._topic_choice(turn, topic) for topic in understanding.alternatives]
             choices.append(Choice(turn.t(N_("Talk to a person")), "flow:handoff"))
             return [Reply(turn.render("clarify"), tuple(choices))]
+        turn.outcome = "unknown"
         repo.record_unanswered(
             turn.session,
             conversation_id=turn.conversation_id,

@@ -38,6 +38,8 @@ class Turn:
     # what happened, for whoever listens after the turn is committed (staff notifications)
     events: list[tuple[str, int]] = field(default_factory=list)
     language_changed: bool = field(default=False, init=False)
+    #: what kind of turn this was, for metrics: flow, answer, clarify, unknown, intent, command, ...
+    outcome: str = field(default="flow", init=False)
 
     @property
     def channel(self) -> str:

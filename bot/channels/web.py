@@ -39,6 +39,7 @@ from bot.app import App
 from bot.engine import MAX_TEXT
 from bot.i18n import resolve_locale
 from bot.messages import Attachment, Inbound, Reply
+from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.registry.models import Conversation, TranscriptEntry
 from bot.render import render
 from bot.server import Channel, Services
@@ -409,7 +410,14 @@ def create_asgi(app: App, channels: Sequence[Channel], *, outbox_interval: float
         up, report = await services.health()
         return JSONResponse(report, status_code=200 if up else 503, headers={"Cache-Control": "no-store"})
 
-    routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"], name="healthz")]
+    async def metrics(request: Request) -> Response:
+        body = await app.metrics.render(app.sessionmaker)
+        return Response(body, media_type=METRICS_CONTENT_TYPE, headers={"Cache-Control": "no-store"})
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"], name="healthz"),
+        Route("/metrics", metrics, methods=["GET"], name="metrics"),
+    ]
     for channel in channels:
         for route in channel.routes():
             if not isinstance(route, BaseRoute):
