@@ -323,6 +323,18 @@ async def test_rate_limits_are_retried_after_the_pause_slack_asks_for(desk: Desk
     assert (await escalation(desk.app)).slack_ts
 
 
+async def test_server_errors_are_retried_and_post_once(desk: Desk) -> None:
+    desk.slack.server_error_next = 2
+    member = Chatter(desk.app.engine, "e")
+    await member.say("talk to a person")
+    await member.say("Where is my certificate?")
+    assert [c.method for c in desk.slack.calls if "postMessage" in c.method] == [
+        "chat.postMessage (503)",
+        "chat.postMessage (503)",
+        "chat.postMessage",
+    ]
+
+
 async def test_the_morning_summary_lists_after_hours_hand_offs(desk: Desk, clock: Any) -> None:
     from datetime import datetime
     from zoneinfo import ZoneInfo

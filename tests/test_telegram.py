@@ -449,3 +449,17 @@ async def test_a_start_that_fails_undoes_itself(app: App, api: FakeBotAPI) -> No
     assert "999:wrong" not in str(raised.value)  # the error (which the server logs) does not quote the token
     assert not channel.healthy()
     assert api.called("setMyCommands") == []
+
+
+async def test_telegram_429_and_5xx_are_retried_and_the_member_gets_one_message(
+    app: App, polling: Harness
+) -> None:
+    polling.api.failures["sendMessage"] = [
+        (429, {"parameters": {"retry_after": 1}}),
+        (502, {}),
+    ]
+    member = TelegramUser(polling, user_id=7301, language_code="en")
+    text = await member.say("I forgot my password")
+    assert "Forgot Password" in text
+    attempts = [c.method for c in polling.api.calls if c.method.startswith("sendMessage")]
+    assert attempts == ["sendMessage (429)", "sendMessage (502)", "sendMessage"]

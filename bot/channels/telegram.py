@@ -7,15 +7,19 @@ translates between Telegram's shapes and ``Inbound`` / ``Reply``.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import hmac
 import html
 import json
 import logging
+import os
 import re
 import secrets
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from starlette.requests import Request
@@ -35,7 +39,15 @@ from telegram import (
     User,
 )
 from telegram.constants import ChatType, MessageLimit, ParseMode
-from telegram.error import BadRequest, Forbidden, InvalidToken, TelegramError
+from telegram.error import (
+    BadRequest,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -77,6 +89,11 @@ COMMANDS: tuple[tuple[str, str], ...] = (
 COMMAND_LANGUAGES = {"en": "en", "es": "es", "zh": "zh_Hans"}
 PRIVATE_CHAT_BUTTON = N_("Open a private chat")
 
+# Time periods (a 429's retry_after) as timedelta, python-telegram-bot's coming default; without this opt-in
+# reading one raises a deprecation warning on every flood-control answer.
+os.environ.setdefault("PTB_TIMEDELTA", "true")
+SEND_ATTEMPTS = 4  # a 429 or a 5xx from Telegram is retried this many times in all
+MAX_RETRY_WAIT = 30.0  # seconds; a longer Retry-After is cut short (the next attempt may wait again)
 _BOLD = re.compile(r"\*\*(?=\S)([^\n]*?\S)\*\*")
 _LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^)\s]+)\)")
 
@@ -514,21 +531,47 @@ class TelegramChannel:
         for number, chunk in enumerate(chunks, start=1):
             last = number == len(chunks)
             try:
-                await self.application.bot.send_message(
-                    chat_id,
-                    chunk,
-                    parse_mode=ParseMode.HTML,
-                    reply_markup=markup if last else None,
-                    link_preview_options=LinkPreviewOptions(is_disabled=True),
-                    reply_parameters=(
-                        ReplyParameters(reply_to, allow_sending_without_reply=True)
-                        if reply_to and number == 1
-                        else None
-                    ),
+                await self._with_retries(
+                    functools.partial(
+                        self.application.bot.send_message,
+                        chat_id,
+                        chunk,
+                        parse_mode=ParseMode.HTML,
+                        reply_markup=markup if last else None,
+                        link_preview_options=LinkPreviewOptions(is_disabled=True),
+                        reply_parameters=(
+                            ReplyParameters(reply_to, allow_sending_without_reply=True)
+                            if reply_to and number == 1
+                            else None
+                        ),
+                    )
                 )
             except Forbidden:
                 logger.info("telegram: the member has blocked the bot")
                 return
+
+    @staticmethod
+    async def _with_retries(send: Callable[[], Awaitable[Any]]) -> Any:
+        """Send, waiting as long as Telegram asks after a 429 and backing off after a 5xx, a few times.
+
+        A 429 means the message was not sent, so retrying cannot duplicate it; a server error is retried
+        with backoff too (Telegram answers those before accepting a message).
+        """
+        for attempt in range(SEND_ATTEMPTS):
+            try:
+                return await send()
+            except RetryAfter as error:
+                wait = error.retry_after
+                delay = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
+            except NetworkError as error:
+                if isinstance(error, BadRequest | Forbidden) or attempt == SEND_ATTEMPTS - 1:
+                    raise
+                delay = 0.5 * 2**attempt
+            if attempt == SEND_ATTEMPTS - 1:
+                break
+            logger.info("telegram: sending again in %.1f s", delay)
+            await asyncio.sleep(min(delay, MAX_RETRY_WAIT))
+        raise TimedOut("Telegram kept refusing the message")
 
     @staticmethod
     async def _quietly(call: Any) -> None:

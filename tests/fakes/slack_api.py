@@ -51,6 +51,7 @@ class FakeSlack:
         self.calls: list[SlackCall] = []
         self.names = names or {}
         self.rate_limit_next = 0
+        self.server_error_next = 0
         self.uploads: dict[str, bytes] = {}  # file id -> the bytes uploaded
         self._files = itertools.count(1)
         self._ts = itertools.count(1)
@@ -101,6 +102,10 @@ class FakeSlack:
     async def _method(self, request: Request) -> Response:
         method = request.path_params["method"]
         params = await self._params(request)
+        if self.server_error_next and method != "auth.test":
+            self.server_error_next -= 1
+            self.calls.append(SlackCall(f"{method} (503)", params))
+            return JSONResponse({"ok": False, "error": "service_unavailable"}, status_code=503)
         if self.rate_limit_next and method != "auth.test":
             self.rate_limit_next -= 1
             self.calls.append(SlackCall(f"{method} (429)", params))

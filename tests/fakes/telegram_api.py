@@ -79,6 +79,8 @@ class FakeBotAPI:
         self._closing = False
         self._message_ids = itertools.count(1000)
         self._update_ids = itertools.count(1)
+        #: answers to give instead of the real one, per method: (HTTP status, extra JSON fields)
+        self.failures: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         self.port = 0
         self.app = Starlette(
             routes=[
@@ -149,6 +151,11 @@ class FakeBotAPI:
         if method == "getUpdates":
             self.polls += 1
             return self._ok(await self._get_updates(params))
+        if self.failures.get(method):
+            code, extra = self.failures[method].pop(0)
+            self.calls.append(Call(f"{method} ({code})", params))
+            body = {"ok": False, "error_code": code, "description": f"error {code}", **extra}
+            return JSONResponse(body, status_code=code)
         handler = getattr(self, f"_api_{method}", None)
         result = self._error(404, "Not Found: method not found") if handler is None else handler(params)
         async with self._changed:
