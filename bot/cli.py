@@ -52,6 +52,24 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("purge", help="delete personal data older than its retention (see README, Privacy)")
 
+    bench = commands.add_parser(
+        "bench", help="measure speed: retrieval, and turns on SQLite and PostgreSQL with simulated members"
+    )
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument(
+        "--postgres-url",
+        help="PostgreSQL to measure on, in a schema of its own (default REGISTRY_BOT_BENCH_POSTGRES_URL, "
+        "else the local server when reachable); 'none' for SQLite only",
+    )
+    bench.add_argument("--seconds", type=float, default=4.0, help="length of each measured phase (default 4)")
+    bench.add_argument("--members", type=int, default=200, help="members chatting at once (default 200)")
+    bench.add_argument(
+        "--concurrency",
+        type=int,
+        help="turns inside the engine at once (default 1 on SQLite, 4 on PostgreSQL)",
+    )
+    bench.add_argument("--no-pin", action="store_true", help="do not pin the bench to one CPU core")
+
     outbox = commands.add_parser("outbox", help="list e-mail waiting in the outbox, or send it")
     outbox.add_argument("--all", action="store_true", help="include e-mail already sent")
     outbox.add_argument("--send", action="store_true", help="deliver what is due over SMTP now")
@@ -77,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "outbox": _outbox,
         "purge": _purge,
         "serve": _serve,
+        "bench": _bench,
     }[args.command]
     return handler(args, settings, registry)
 
@@ -269,3 +288,26 @@ def _outbox(args: argparse.Namespace, settings: Settings, registry: str) -> int:
             await app.close()
 
     return asyncio.run(run())
+
+
+def _bench(args: argparse.Namespace, settings: Settings, registry: str) -> int:
+    from bot.bench import Options, default_postgres_url, format_text, run_bench
+
+    if args.seconds <= 0 or args.members < 1 or (args.concurrency is not None and args.concurrency < 1):
+        print("registry-bot: --seconds, --members and --concurrency must be positive", file=sys.stderr)
+        return 2
+    postgres = args.postgres_url or default_postgres_url()
+    options = Options(
+        seconds=args.seconds,
+        members=args.members,
+        concurrency=args.concurrency,
+        postgres_url=None if postgres.lower() == "none" else postgres,
+        pin=not args.no_pin,
+    )
+
+    def progress(message: str) -> None:
+        print(f"registry-bot bench: {message}", file=sys.stderr, flush=True)
+
+    result = asyncio.run(run_bench(settings, options, registry=registry, report=progress))
+    print(json.dumps(result) if args.json else format_text(result))
+    return 0

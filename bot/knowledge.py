@@ -134,6 +134,10 @@ class _Index:
     phrases: list[_Phrase] = field(default_factory=list)
     postings: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     topic_terms: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    term_topics: dict[str, list[str]] = field(default_factory=dict)  # topic_terms inverted, in topic order
+    # postings with the phrase's weight of the term: term -> [(phrase number, weight)]
+    weighted_postings: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    marker_pieces: tuple[str, ...] = ()  # the Latin words of not_about markers, five letters or more
     idf: dict[str, float] = field(default_factory=dict)
     surface: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     surface_words: list[str] = field(default_factory=list)
@@ -171,6 +175,38 @@ def _has_marker(marker: tuple[tuple[str, ...], tuple[str, ...]], words: list[str
             continue
         return False
     return all(piece in joined for piece in cjk)
+
+
+def _left_out(index: _Index, words: list[str], candidates: set[str]) -> set[str]:
+    """The ``candidates`` whose not_about markers the query has (what ``_has_marker`` says, computed once).
+
+    A Latin marker word is in the query when a query word is that word, or (five letters or more) close
+    to it by rapidfuzz; which marker words each query word is close to is remembered across queries.
+    """
+    excluded = index.excluded
+    if not any(topic in excluded for topic in candidates):
+        return set()
+    present = set(words)
+    for word in words:
+        present |= _near_pieces(id(index), word)
+    joined = "".join(words)
+    out = set()
+    for topic in candidates:
+        for latin, cjk in excluded.get(topic, ()):
+            if (latin or cjk) and all(p in present for p in latin) and all(p in joined for p in cjk):
+                out.add(topic)
+                break
+    return out
+
+
+@functools.lru_cache(maxsize=65536)
+def _near_pieces(index_id: int, word: str) -> frozenset[str]:
+    """The marker words of five letters or more that ``word`` is a close spelling of."""
+    return frozenset(
+        piece
+        for piece in _INDEXES[index_id].marker_pieces
+        if abs(len(word) - len(piece)) <= 2 and fuzz.ratio(piece, word) >= 88
+    )
 
 
 def excluded_by(article: Article, query: str) -> str | None:
@@ -271,6 +307,23 @@ class KnowledgeBase:
             for term in weights:
                 index.postings[term].append(number)
         index.surface_words = sorted(index.surface)
+        for topic in index.topics:
+            for term in index.topic_terms[topic]:
+                index.term_topics.setdefault(term, []).append(topic)
+        for term, numbers in index.postings.items():
+            index.weighted_postings[term] = [(n, index.phrases[n].terms[term]) for n in numbers]
+        index.marker_pieces = tuple(
+            sorted(
+                {
+                    piece
+                    for marks in index.excluded.values()
+                    for latin, _ in marks
+                    for piece in latin
+                    if len(piece) >= 5
+                }
+            )
+        )
+        _INDEXES[id(index)] = index
         return index
 
     # -- searching -----------------------------------------------------------------------------------
@@ -326,6 +379,7 @@ class KnowledgeBase:
         if not query_total:
             return []
         # how much of the query each phrase explains, and how much of each phrase the query covers
+        postings = index.weighted_postings
         explained: dict[int, float] = defaultdict(float)
         covered: dict[int, float] = defaultdict(float)
         topic_explained: dict[str, float] = defaultdict(float)
@@ -333,42 +387,48 @@ class KnowledgeBase:
         for term, similarity, weight in terms:
             if term is None:
                 continue
-            first = term not in seen
-            seen.add(term)
-            for number in index.postings[term]:
-                explained[number] += weight * similarity
-                if first:
-                    covered[number] += index.phrases[number].terms[term] * similarity
-            for topic in index.topics:
-                if term in index.topic_terms[topic]:
-                    topic_explained[topic] += weight * similarity
-        query_words = text.words(query)
-        joined = "".join(query_words)
-        left_out = {
-            topic
-            for topic, markers in index.excluded.items()
-            if any(_has_marker(marker, query_words, joined) for marker in markers)
-        }
-        best_phrase: dict[str, float] = defaultdict(float)
+            amount = weight * similarity
+            if term in seen:
+                for number, _ in postings.get(term, ()):
+                    explained[number] += amount
+            else:
+                seen.add(term)
+                for number, phrase_weight in postings.get(term, ()):
+                    explained[number] += amount
+                    covered[number] += phrase_weight * similarity
+            for topic in index.term_topics.get(term, ()):
+                topic_explained[topic] += amount
+        phrases = index.phrases
+        # only the topics some phrase speaks for can be left out
+        candidates = {phrases[number].topic for number in explained}
+        left_out = _left_out(index, text.words(query), candidates)
+        best_phrase: dict[str, float] = {}
         for number, amount in explained.items():
-            phrase = index.phrases[number]
-            if phrase.topic in left_out:
+            phrase = phrases[number]
+            topic = phrase.topic
+            if topic in left_out:
                 continue
-            q_cover = min(amount / query_total, 1.0)
-            p_cover = min(covered[number] / phrase.total, 1.0) if phrase.total else 0.0
+            q_cover = amount / query_total
+            if q_cover > 1.0:
+                q_cover = 1.0
+            total = phrase.total
+            if total:
+                p_cover = covered[number] / total
+                if p_cover > 1.0:
+                    p_cover = 1.0
+            else:
+                p_cover = 0.0
             if q_cover and p_cover:
                 f = 2 * q_cover * p_cover / (q_cover + p_cover)
-                best_phrase[phrase.topic] = max(best_phrase[phrase.topic], f)
-        scores = [
-            Match(
-                topic,
-                round(0.7 * best_phrase[topic] + 0.3 * min(topic_explained[topic] / query_total, 1.0), 4),
-                round(topic_explained[topic], 3),
-            )
-            for topic in best_phrase
-        ]
-        scores.sort(key=lambda match: (-match.score, match.topic))
-        return scores[:limit]
+                best = best_phrase.get(topic)
+                if best is None or f > best:
+                    best_phrase[topic] = f
+        # rank on the rounded score, then the topic id; only the returned matches are built
+        ranked = sorted(
+            (-round(0.7 * best + 0.3 * min(topic_explained[topic] / query_total, 1.0), 4), topic)
+            for topic, best in best_phrase.items()
+        )
+        return [Match(topic, -score, round(topic_explained[topic], 3)) for score, topic in ranked[:limit]]
 
     def language_votes(self, query: str) -> dict[str, int]:
         """How many of the query's words the articles use only in one language (a hint for detection)."""

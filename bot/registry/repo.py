@@ -6,6 +6,8 @@ transcript and whatever a flow wrote) in one transaction.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -14,7 +16,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Executable, bindparam, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,8 +47,66 @@ RequestRow = TypeVar("RequestRow", AuditRequest, Appeal)
 DECISION_DAYS = 28  # "a decision within four (4) weeks"
 
 
+# Statements every turn runs are built once (building one costs more than running it), with bound values.
+_CONVERSATION = (
+    select(Conversation)
+    .where(Conversation.channel == bindparam("channel"), Conversation.user_id == bindparam("user_id"))
+    .with_for_update()
+)
+_LINKED_MEMBER = (
+    select(Member)
+    .join(ChatLink, ChatLink.member_id == Member.id)
+    .where(ChatLink.channel == bindparam("channel"), ChatLink.user_id == bindparam("user_id"))
+)
+
+_MEMBER_BY_REGISTRY_ID = select(Member).where(
+    Member.registry_key == bindparam("registry"), Member.registry_id == bindparam("registry_id")
+)
+_LATEST_CODE = (
+    select(VerificationCode)
+    .where(VerificationCode.channel == bindparam("channel"), VerificationCode.user_id == bindparam("user_id"))
+    .order_by(VerificationCode.id.desc())
+    .limit(1)
+)
+_CODES_SINCE = select(VerificationCode).where(
+    VerificationCode.channel == bindparam("channel"),
+    VerificationCode.user_id == bindparam("user_id"),
+    VerificationCode.created_at >= bindparam("since"),
+)
+_UPCOMING = (
+    select(Enrollment)
+    .join(Training, Enrollment.training_id == Training.id)
+    .where(
+        Enrollment.member_id == bindparam("member_id"),
+        Enrollment.status == "enrolled",
+        Training.starts_at > bindparam("now"),
+    )
+    .order_by(Training.starts_at)
+)
+_ENROLLMENT_OF = select(Enrollment).where(
+    Enrollment.id == bindparam("enrollment_id"), Enrollment.member_id == bindparam("member_id")
+)
+
+
+@functools.cache
+def _claim_statement(dialect: str) -> Executable:
+    make_insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    return make_insert(
+        ProcessedUpdate.metadata.tables[ProcessedUpdate.__tablename__]
+    ).on_conflict_do_nothing()
+
+
 async def claim_delivery(session: AsyncSession, *, channel: str, delivery_id: str, now: datetime) -> bool:
-    """Record a delivery id; False when it was processed before (a redelivery to ignore)."""
+    """Record a delivery id; False when it was processed before (a redelivery to ignore).
+
+    One statement on SQLite and PostgreSQL: ``INSERT ... ON CONFLICT DO NOTHING`` (a concurrent claim of
+    the same id waits for the first transaction, then inserts nothing).
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        values = {"channel": channel, "delivery_id": delivery_id, "processed_at": now}
+        result = await session.execute(_claim_statement(dialect), values)
+        return bool(getattr(result, "rowcount", 0))
     if await session.get(ProcessedUpdate, (channel, delivery_id)) is not None:
         return False
     try:
@@ -59,12 +121,8 @@ async def load_conversation(
     session: AsyncSession, *, channel: str, user_id: str, registry: str, language: str, now: datetime
 ) -> Conversation:
     """The member's conversation on this channel, locked for this turn (created on first contact)."""
-    query = (
-        select(Conversation)
-        .where(Conversation.channel == channel, Conversation.user_id == user_id)
-        .with_for_update()
-    )
-    conversation = (await session.execute(query)).scalar_one_or_none()
+    chat = {"channel": channel, "user_id": user_id}
+    conversation = (await session.execute(_CONVERSATION, chat)).scalar_one_or_none()
     if conversation is not None:
         return conversation
     conversation = Conversation(
@@ -80,7 +138,7 @@ async def load_conversation(
         async with session.begin_nested():
             session.add(conversation)
     except IntegrityError:  # created meanwhile by another process: take theirs
-        return (await session.execute(query)).scalar_one()
+        return (await session.execute(_CONVERSATION, chat)).scalar_one()
     return conversation
 
 
@@ -121,12 +179,8 @@ def record_unanswered(
 
 async def linked_member(session: AsyncSession, *, channel: str, user_id: str) -> Member | None:
     """The member this chat account was verified as, or None."""
-    query = (
-        select(Member)
-        .join(ChatLink, ChatLink.member_id == Member.id)
-        .where(ChatLink.channel == channel, ChatLink.user_id == user_id)
-    )
-    return (await session.execute(query)).scalar_one_or_none()
+    chat = {"channel": channel, "user_id": user_id}
+    return (await session.execute(_LINKED_MEMBER, chat)).scalar_one_or_none()
 
 
 # --- demo data -------------------------------------------------------------------------------------
@@ -268,8 +322,8 @@ async def open_escalation(
 
 
 async def member_by_registry_id(session: AsyncSession, *, registry: str, registry_id: str) -> Member | None:
-    query = select(Member).where(Member.registry_key == registry, Member.registry_id == registry_id)
-    return (await session.execute(query)).scalar_one_or_none()
+    values = {"registry": registry, "registry_id": registry_id}
+    return (await session.execute(_MEMBER_BY_REGISTRY_ID, values)).scalar_one_or_none()
 
 
 async def members_by_email(session: AsyncSession, *, registry: str, email: str) -> list[Member]:
@@ -303,24 +357,15 @@ async def add_code(
 
 
 async def latest_code(session: AsyncSession, *, channel: str, user_id: str) -> VerificationCode | None:
-    query = (
-        select(VerificationCode)
-        .where(VerificationCode.channel == channel, VerificationCode.user_id == user_id)
-        .order_by(VerificationCode.id.desc())
-        .limit(1)
-    )
-    return (await session.execute(query)).scalar_one_or_none()
+    chat = {"channel": channel, "user_id": user_id}
+    return (await session.execute(_LATEST_CODE, chat)).scalar_one_or_none()
 
 
 async def codes_since(
     session: AsyncSession, *, channel: str, user_id: str, since: datetime
 ) -> list[VerificationCode]:
-    query = select(VerificationCode).where(
-        VerificationCode.channel == channel,
-        VerificationCode.user_id == user_id,
-        VerificationCode.created_at >= since,
-    )
-    return list((await session.execute(query)).scalars().all())
+    values = {"channel": channel, "user_id": user_id, "since": since}
+    return list((await session.execute(_CODES_SINCE, values)).scalars().all())
 
 
 async def link_chat(
@@ -338,18 +383,13 @@ async def link_chat(
 
 async def upcoming_enrollments(session: AsyncSession, *, member_id: int, now: datetime) -> list[Enrollment]:
     """The member's enrollments still ``enrolled`` in trainings that have not started, soonest first."""
-    query = (
-        select(Enrollment)
-        .join(Training, Enrollment.training_id == Training.id)
-        .where(Enrollment.member_id == member_id, Enrollment.status == "enrolled", Training.starts_at > now)
-        .order_by(Training.starts_at)
-    )
-    return list((await session.execute(query)).unique().scalars().all())
+    values = {"member_id": member_id, "now": now}
+    return list((await session.execute(_UPCOMING, values)).unique().scalars().all())
 
 
 async def enrollment_of(session: AsyncSession, *, member_id: int, enrollment_id: int) -> Enrollment | None:
-    query = select(Enrollment).where(Enrollment.id == enrollment_id, Enrollment.member_id == member_id)
-    return (await session.execute(query)).unique().scalar_one_or_none()
+    values = {"enrollment_id": enrollment_id, "member_id": member_id}
+    return (await session.execute(_ENROLLMENT_OF, values)).unique().scalar_one_or_none()
 
 
 async def withdraw(session: AsyncSession, *, enrollment_id: int, channel: str, now: datetime) -> bool:
@@ -423,7 +463,15 @@ async def discard_pending_documents(session: AsyncSession, *, conversation_id: i
 async def _insert_numbered(
     session: AsyncSession, model: type[RequestRow], prefix: str, build: Callable[[str], RequestRow]
 ) -> RequestRow:
-    """Insert the row ``build(reference)`` under the next free ``<prefix>-NNNNN`` reference."""
+    """Insert the row ``build(reference)`` under the next free ``<prefix>-NNNNN`` reference.
+
+    On PostgreSQL concurrent filings take their numbers one after another: a transaction-scoped advisory
+    lock per prefix, held until the turn commits. Without it, every waiting request read the same highest
+    number, all but one failed on the unique reference, and under load some ran out of retries.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(prefix.encode()).digest()[:8], "big", signed=True)
+        await session.execute(select(func.pg_advisory_xact_lock(key)))
     for _ in range(5):
         row = build(await _next_reference(session, model, prefix))
         try:

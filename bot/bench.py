@@ -1,0 +1,556 @@
+"""``registry-bot bench``: the assistant's speed, measured in-process with simulated members.
+
+Simulated members talk to ``Engine.handle`` the way a channel would: article questions in English,
+Spanish and Chinese (the questions of ``eval/questions.jsonl`` and ``eval/questions-more.jsonl``) and
+complete flows (withdraw from a training, an audit request with a document, find my Registry ID), each flow
+starting with the real identity check (Registry ID, e-mail, the code read from the outbox table). Many
+conversations are in flight at once; a fixed number of turns run inside the engine at the same time.
+
+For each database (a temporary SQLite file, and a PostgreSQL schema of its own when a server is
+reachable) three phases run: article turns alone, flow turns alone, and the mix (about 70 % article
+turns). Each reports turns per second, p50/p95/p99 latency of a turn (the time ``Engine.handle`` takes)
+and the SQL statements a turn sends. Retrieval alone (``KnowledgeBase.search``) is measured separately.
+
+Targets on one core: retrieval 5,000 questions/s; article turns 1,000/s with p99 under 5 ms on SQLite;
+flow turns 300/s on PostgreSQL. Nothing here is a test: the figures depend on the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import random
+import re
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot import text as textutil
+from bot.app import App, load_knowledge
+from bot.config import Settings
+from bot.knowledge import KnowledgeBase
+from bot.messages import Attachment, Inbound, Reply
+from bot.registry.models import Enrollment, Member, OutboxMessage, Training
+from bot.registry.session import make_engine
+
+LOCAL_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+QUESTION_FILES = ("eval/questions.jsonl", "eval/questions-more.jsonl")
+ARTICLE_SHARE = 0.7  # of the mixed phase's turns
+FLOW_TURNS = (6, 10, 2)  # turns of the withdrawal, audit request and Registry ID scripts
+WITHDRAWABLE = ("T-401", "T-403")  # demo trainings whose sponsors let members withdraw themselves
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+TARGETS = {
+    "retrieval_questions_per_s": 5000,
+    "sqlite_article_turns_per_s": 1000,
+    "sqlite_article_p99_ms": 5.0,
+    "postgresql_flow_turns_per_s": 300,
+}
+
+
+def default_postgres_url() -> str:
+    return os.environ.get("REGISTRY_BOT_BENCH_POSTGRES_URL") or LOCAL_POSTGRES
+
+
+@dataclass
+class Options:
+    seconds: float = 4.0  # length of each measured phase
+    members: int = 200  # simulated members with a conversation in flight
+    # turns running inside the engine at the same time; None: 1 on SQLite (it lets one transaction write at
+    # a time: more turns at once only sleep in its busy handler, p99 in the hundreds of milliseconds) and 4
+    # on PostgreSQL (the server works on one turn while the bench goes on with another)
+    concurrency: int | None = None
+    postgres_url: str | None = None  # None: SQLite only
+    pin: bool = True  # run on one CPU core
+    seed: int = 1
+    core: int | None = None  # the CPU core the bench ran on, once pinned
+
+
+@dataclass
+class Question:
+    text: str
+    lang: str
+
+
+class FlowFailed(Exception):
+    """A scripted flow did not go the way it should (the bench reports it; it should never happen)."""
+
+
+# --- measurements -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    """What one phase measured."""
+
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {"article": [], "flow": []})
+    statements: int = 0
+    errors: int = 0
+    flows_completed: int = 0
+    elapsed: float = 0.0
+
+    def block(self, kinds: tuple[str, ...]) -> dict[str, Any]:
+        samples = sorted(itertools.chain.from_iterable(self.latencies[k] for k in kinds))
+        turns = len(samples)
+        out: dict[str, Any] = {
+            "turns_per_s": round(turns / self.elapsed, 1) if self.elapsed else 0.0,
+            "p50_ms": _percentile(samples, 0.50),
+            "p95_ms": _percentile(samples, 0.95),
+            "p99_ms": _percentile(samples, 0.99),
+            "turns": turns,
+            "statements_per_turn": round(self.statements / turns, 2) if turns else 0.0,
+            "errors": self.errors,
+        }
+        if "flow" in kinds:
+            out["flows_completed"] = self.flows_completed
+        if len(kinds) > 1:
+            out["article_share"] = round(len(self.latencies["article"]) / turns, 3) if turns else 0.0
+        return out
+
+
+def _percentile(sorted_ms: list[float], q: float) -> float:
+    if not sorted_ms:
+        return 0.0
+    return round(sorted_ms[min(len(sorted_ms) - 1, int(q * len(sorted_ms)))], 3)
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident memory so far (Linux reports kilobytes, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def pin_to_one_core() -> int | None:
+    """Run this process (and the threads it starts from now on) on one CPU; the core, or None."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    core = cores[0]
+    os.sched_setaffinity(0, {core})
+    return core
+
+
+# --- questions ------------------------------------------------------------------------------------------
+
+
+def load_questions(root: Path, registry: str = "ca") -> list[Question]:
+    """The article questions of the evaluation files (all three languages, out-of-scope ones too)."""
+    questions: list[Question] = []
+    for name in QUESTION_FILES:
+        for line in (root / name).read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            if record.get("registry", registry) == registry:
+                questions.append(Question(record["q"], record.get("lang", "en")))
+    return questions
+
+
+def bench_retrieval(
+    knowledge: KnowledgeBase, registry: str, questions: list[Question], seconds: float
+) -> dict[str, Any]:
+    """``KnowledgeBase.search`` alone, as the engine calls it, over and over the questions.
+
+    The cache of normalized messages is emptied before each pass, so every question is read afresh; the
+    per-word caches stay warm, as in a running process.
+    """
+    for question in questions:  # warm up the per-word caches
+        knowledge.search(question.text, registry, lang=question.lang, limit=4)
+    done, elapsed = 0, 0.0
+    while elapsed < seconds:
+        textutil.normalize.cache_clear()
+        started = time.perf_counter()
+        for question in questions:
+            knowledge.search(question.text, registry, lang=question.lang, limit=4)
+        elapsed += time.perf_counter() - started
+        done += len(questions)
+    return {"questions_per_s": round(done / elapsed, 1), "questions": done}
+
+
+# --- simulated members -------------------------------------------------------------------------------------
+
+
+class Pool:
+    """Synthetic registry members, each enrolled in the withdrawable demo trainings; handed out in turn."""
+
+    def __init__(self, ids: list[tuple[int, str, str]]) -> None:
+        self.members = ids  # (member id, registry id, e-mail)
+        self._next = itertools.count()
+        self.reused: set[int] = set()
+
+    def take(self) -> tuple[int, str, str]:
+        index = next(self._next) % len(self.members)
+        return self.members[index]
+
+
+async def add_members(app: App, count: int) -> Pool:
+    """Insert ``count`` synthetic members (Registry IDs 9xxxxxxx) with their enrollments."""
+    rows = [
+        {
+            "registry_key": app.profile.key,
+            "registry_id": f"9{n:07d}",
+            "first_name": "Bench",
+            "last_name": f"Member {n}",
+            "email": f"bench{n}@example.org",
+            "preferred_language": ("en", "es", "zh_Hans")[n % 3],
+            "role": "Teacher",
+        }
+        for n in range(count)
+    ]
+    async with app.sessionmaker() as session, session.begin():
+        await session.execute(insert(Member), rows)
+        found = await session.execute(
+            select(Member.id, Member.registry_id, Member.email).where(Member.registry_id.like("9%"))
+        )
+        members = [(int(i), str(r), str(e)) for i, r, e in found.all()]
+        trainings = (await session.execute(select(Training.id).where(Training.key.in_(WITHDRAWABLE)))).all()
+        enrollments = [
+            {"member_id": member_id, "training_id": training_id, "status": "enrolled"}
+            for member_id, _, _ in members
+            for (training_id,) in trainings
+        ]
+        await session.execute(insert(Enrollment), enrollments)
+    return Pool(sorted(members))
+
+
+class Harness:
+    """Drives the engine: counts statements, times turns, reads codes from the outbox on the side."""
+
+    def __init__(self, app: App, inspector: AsyncEngine, pool: Pool, options: Options) -> None:
+        self.app = app
+        self.inspector = inspector  # a second engine: what the harness reads is not the turn's work
+        self.pool = pool
+        self.options = options
+        self.phase = Phase()
+        self.recording = False
+        self.concurrency = options.concurrency or (1 if app.database.dialect.name == "sqlite" else 4)
+        self.semaphore = asyncio.Semaphore(self.concurrency)
+        self._users = itertools.count()
+        self._deliveries = itertools.count()
+        self.channel = f"bench-{uuid.uuid4().hex[:6]}"
+        event.listen(app.database.sync_engine, "before_cursor_execute", self._count)
+
+    def _count(self, *_args: Any) -> None:
+        if self.recording:
+            self.phase.statements += 1
+
+    def close(self) -> None:
+        event.remove(self.app.database.sync_engine, "before_cursor_execute", self._count)
+
+    def new_user(self) -> str:
+        return f"m{next(self._users)}"
+
+    async def turn(
+        self,
+        kind: str,
+        user: str,
+        text: str = "",
+        *,
+        payload: str | None = None,
+        attachments: tuple[Attachment, ...] = (),
+    ) -> list[Reply]:
+        inbound = Inbound(
+            channel=self.channel,
+            user_id=user,
+            delivery_id=f"d{next(self._deliveries)}",
+            text=text,
+            payload=payload,
+            attachments=attachments,
+        )
+        async with self.semaphore:
+            started = time.perf_counter()
+            try:
+                replies = await self.app.engine.handle(inbound)
+            except Exception:
+                if self.recording:
+                    self.phase.errors += 1
+                raise
+            took = (time.perf_counter() - started) * 1000
+        if self.recording:
+            self.phase.latencies[kind].append(took)
+        return replies
+
+    async def code_for(self, email: str) -> str:
+        async with self.inspector.connect() as connection:
+            body = (
+                await connection.execute(
+                    select(OutboxMessage.body)
+                    .where(OutboxMessage.recipient == email)
+                    .order_by(OutboxMessage.id.desc())
+                    .limit(1)
+                )
+            ).scalar_one()
+        found = re.search(r"\b(\d{6})\b", body)
+        if found is None:
+            raise FlowFailed("no code in the e-mail")
+        return found.group(1)
+
+    async def reset_enrollments(self, member_id: int) -> None:
+        async with self.inspector.begin() as connection:
+            await connection.execute(
+                update(Enrollment).where(Enrollment.member_id == member_id).values(status="enrolled")
+            )
+
+    # -- scripts ---------------------------------------------------------------------------------------
+
+    async def questions(self, questions: Iterator[Question], count: int, deadline: float) -> None:
+        """One member asks up to ``count`` article questions in one conversation (none after ``deadline``)."""
+        user = self.new_user()
+        for _ in range(count):
+            if time.perf_counter() >= deadline:
+                return
+            await self.turn("article", user, next(questions).text)
+
+    async def verified(self, user: str, flow: str) -> tuple[int, str, str, list[Reply]]:
+        """Start ``flow`` by its button, then verify: Registry ID, e-mail, the code from the outbox."""
+        member = self.pool.take()
+        member_id, registry_id, email = member
+        if member_id in self.pool.reused and flow == "withdraw-training":
+            await self.reset_enrollments(member_id)
+        self.pool.reused.add(member_id)
+        await self.turn("flow", user, payload=f"flow:{flow}")
+        await self.turn("flow", user, registry_id)
+        await self.turn("flow", user, email)
+        replies = await self.turn("flow", user, await self.code_for(email))
+        return member_id, registry_id, email, replies
+
+    async def withdrawal(self) -> None:
+        user = self.new_user()
+        _, _, _, replies = await self.verified(user, "withdraw-training")
+        choice = _choice(replies, "Supporting Dual Language Learners", "Desarrollo del Lenguaje")
+        replies = await self.turn("flow", user, payload=choice)
+        replies = await self.turn("flow", user, payload=_choice(replies, "Yes"))
+        _expect(replies, "Withdrawn")
+
+    async def audit(self) -> None:
+        user = self.new_user()
+        _, _, _, replies = await self.verified(user, "audit-request")
+        replies = await self.turn("flow", user, payload=_choice(replies, "Continue"))
+        replies = await self.turn("flow", user, payload=_choice(replies, "Training"))
+        await self.turn(
+            "flow", user, "The 2025 workshop on literacy is missing from my training hours report."
+        )
+        replies = await self.turn("flow", user, attachments=(Attachment("certificate.pdf", PDF),))
+        replies = await self.turn("flow", user, payload=_choice(replies, "Done"))
+        replies = await self.turn("flow", user, payload=_choice(replies, "Yes"))
+        _expect(replies, "AUD-")
+
+    async def registry_id(self) -> None:
+        user = self.new_user()
+        _, _, email = self.pool.take()
+        await self.turn("flow", user, payload="flow:find-registry-id")
+        replies = await self.turn("flow", user, email)
+        _expect(replies, "Registry ID")
+
+    async def flow(self, number: int) -> None:
+        script = (self.withdrawal, self.audit, self.registry_id)[number % 3]
+        await script()
+        if self.recording:
+            self.phase.flows_completed += 1
+
+    # -- phases ----------------------------------------------------------------------------------------
+
+    async def run(self, mode: str, seconds: float, questions: list[Question], *, record: bool) -> Phase:
+        """``mode`` article, flow or mixed; simulated members keep going until the time is up."""
+        self.phase, self.recording = Phase(), record
+        deadline = time.perf_counter() + seconds
+        rng = random.Random(self.options.seed)
+        shuffled = questions[:]
+        rng.shuffle(shuffled)
+        stream = itertools.cycle(shuffled)
+        flows = itertools.count()
+        planned = {"article": 0, "flow": 0}
+
+        async def member() -> None:
+            while time.perf_counter() < deadline:
+                if mode == "article":
+                    await self.questions(stream, rng.randint(1, 5), deadline)
+                elif mode == "flow":
+                    await self.flow(next(flows))
+                elif planned["article"] < ARTICLE_SHARE * (planned["article"] + planned["flow"]):
+                    # the share is kept on the turns members have set out to send, not those sent yet
+                    count = rng.randint(1, 5)
+                    planned["article"] += count
+                    await self.questions(stream, count, deadline)
+                else:
+                    number = next(flows)
+                    planned["flow"] += FLOW_TURNS[number % 3]
+                    await self.flow(number)
+
+        started = time.perf_counter()
+        results = await asyncio.gather(
+            *(member() for _ in range(self.options.members)), return_exceptions=True
+        )
+        self.phase.elapsed = time.perf_counter() - started
+        self.recording = False
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise failures[0]
+        return self.phase
+
+
+def _choice(replies: list[Reply], *labels: str) -> str:
+    for reply in replies:
+        for choice in reply.choices:
+            if any(label.lower() in choice.label.lower() for label in labels):
+                return choice.payload
+    shown = [choice.label for reply in replies for choice in reply.choices]
+    raise FlowFailed(f"no button {labels} among {shown}")
+
+
+def _expect(replies: list[Reply], *parts: str) -> None:
+    said = "\n".join(reply.text for reply in replies)
+    if not any(part in said for part in parts):
+        raise FlowFailed(f"expected {parts} in {said[:200]!r}")
+
+
+# --- one database -------------------------------------------------------------------------------------------
+
+
+async def bench_database(
+    settings: Settings,
+    registry: str,
+    url: str,
+    schema: str | None,
+    questions: list[Question],
+    options: Options,
+) -> dict[str, Any]:
+    app = App.build(
+        settings.model_copy(update={"database_url": url, "database_schema": schema}), registry=registry
+    )
+    inspector = make_engine(url, schema=schema)
+    harness: Harness | None = None
+    try:
+        await app.migrate()
+        await app.seed_demo()
+        pool = await add_members(app, max(200, options.members * 10))
+        harness = Harness(app, inspector, pool, options)
+        await harness.run("mixed", min(1.0, options.seconds / 2), questions, record=False)  # warm up
+        out: dict[str, Any] = {}
+        for mode, kinds in (("article", ("article",)), ("flow", ("flow",)), ("mixed", ("article", "flow"))):
+            phase = await harness.run(mode, options.seconds, questions, record=True)
+            out[mode] = phase.block(kinds)
+        out["peak_rss_mb"] = peak_rss_mb()
+        out["setup"] = {
+            "cpu_core": options.core,
+            "members_in_flight": options.members,
+            "concurrent_turns": harness.concurrency,
+            "seconds_per_phase": options.seconds,
+            "synthetic_members": len(pool.members),
+        }
+        return out
+    finally:
+        if harness is not None:
+            harness.close()
+        await inspector.dispose()
+        await app.close()
+
+
+async def postgres_reachable(url: str, timeout: float = 3.0) -> bool:
+    engine = make_engine(url)
+    try:
+        async with asyncio.timeout(timeout), engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False
+    finally:
+        await engine.dispose()
+
+
+async def _with_schema(url: str, run: Callable[[str], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    """Run ``run(schema)`` in a PostgreSQL schema made for it and dropped afterwards."""
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(url)
+    try:
+        async with admin.begin() as connection:
+            await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        try:
+            return await run(schema)
+        finally:
+            async with admin.begin() as connection:
+                await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        await admin.dispose()
+
+
+async def run_bench(
+    settings: Settings,
+    options: Options,
+    *,
+    registry: str = "ca",
+    report: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """The whole benchmark: retrieval, SQLite, and PostgreSQL when ``options.postgres_url`` is reachable."""
+    say = report or (lambda _message: None)
+    options.core = pin_to_one_core() if options.pin else None
+    questions = load_questions(settings.content_dir, registry)
+    knowledge = load_knowledge(settings.content_dir / "knowledge")
+    result: dict[str, Any] = {}
+    say("retrieval ...")
+    result["retrieval"] = bench_retrieval(knowledge, registry, questions, min(options.seconds, 3.0))
+    with tempfile.TemporaryDirectory(prefix="registry-bot-bench-") as folder:
+        say("sqlite ...")
+        url = f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
+        result["sqlite"] = await bench_database(settings, registry, url, None, questions, options)
+    if options.postgres_url:
+        if await postgres_reachable(options.postgres_url):
+            say("postgresql ...")
+            pg_url = options.postgres_url
+
+            async def on_postgres(schema: str) -> dict[str, Any]:
+                return await bench_database(settings, registry, pg_url, schema, questions, options)
+
+            result["postgresql"] = await _with_schema(pg_url, on_postgres)
+        else:
+            say(f"postgresql: no server reachable at {options.postgres_url}; skipped")
+    return result
+
+
+def targets(result: dict[str, Any]) -> list[tuple[str, float, float, bool]]:
+    """(what, measured, target, met) for each speed target the result can say something about."""
+    checks: list[tuple[str, float, float, bool]] = []
+    qps = result["retrieval"]["questions_per_s"]
+    checks.append(("retrieval questions/s", qps, TARGETS["retrieval_questions_per_s"], qps >= 5000))
+    article = result["sqlite"]["article"]
+    checks.append(("sqlite article turns/s", article["turns_per_s"], 1000, article["turns_per_s"] >= 1000))
+    checks.append(("sqlite article p99 ms", article["p99_ms"], 5.0, article["p99_ms"] < 5.0))
+    if "postgresql" in result:
+        flow = result["postgresql"]["flow"]
+        checks.append(("postgresql flow turns/s", flow["turns_per_s"], 300, flow["turns_per_s"] >= 300))
+    return checks
+
+
+def format_text(result: dict[str, Any]) -> str:
+    """The result as a small table, with the targets."""
+    lines = [f"retrieval: {result['retrieval']['questions_per_s']:,.0f} questions/s"]
+    for database in ("sqlite", "postgresql"):
+        if database not in result:
+            continue
+        setup, peak = result[database]["setup"], result[database]["peak_rss_mb"]
+        lines.append(
+            f"{database} (peak RSS {peak} MB, {setup['members_in_flight']} members in flight, "
+            f"{setup['concurrent_turns']} turn(s) at once, {setup['seconds_per_phase']} s per phase)"
+        )
+        for mode in ("article", "flow", "mixed"):
+            block = result[database][mode]
+            lines.append(
+                f"  {mode:8} {block['turns_per_s']:8,.0f} turns/s  p50 {block['p50_ms']:6.2f} ms  "
+                f"p95 {block['p95_ms']:6.2f} ms  p99 {block['p99_ms']:6.2f} ms  "
+                f"{block['statements_per_turn']:5.1f} statements/turn  errors {block['errors']}"
+            )
+    core = result["sqlite"]["setup"]["cpu_core"]
+    lines.append(f"pinned to CPU core {core}" if core is not None else "not pinned to a core")
+    for what, measured, target, met in targets(result):
+        lines.append(f"target {what}: {measured:,.1f} (target {target:,}) {'met' if met else 'MISSED'}")
+    return "\n".join(lines)
