@@ -194,7 +194,7 @@ class Engine:
                 self._count(inbound.channel, "duplicate", time.perf_counter() - started)
                 return []
             initial = resolve_locale(inbound.language_hint) or self.profile.default_language
-            conversation = await repo.load_conversation(
+            conversation, member = await repo.load_conversation(
                 session,
                 channel=inbound.channel,
                 user_id=inbound.user_id,
@@ -212,7 +212,7 @@ class Engine:
                 lang_explicit=bool(state.get("lang_explicit")),
                 session=session,
                 conversation_id=conversation.id,
-                member=await repo.linked_member(session, channel=inbound.channel, user_id=inbound.user_id),
+                member=member,
                 answer=text.strip(),
                 hours=self.hours,
                 memory=state.setdefault("memory", {}),

@@ -48,10 +48,15 @@ DECISION_DAYS = 28  # "a decision within four (4) weeks"
 
 
 # Statements every turn runs are built once (building one costs more than running it), with bound values.
-_CONVERSATION = (
-    select(Conversation)
+# The conversation and, in the same round trip, the member its chat account is linked to (if any).
+_CONVERSATION_AND_MEMBER = (
+    select(Conversation, Member)
+    .outerjoin(
+        ChatLink, (ChatLink.channel == Conversation.channel) & (ChatLink.user_id == Conversation.user_id)
+    )
+    .outerjoin(Member, Member.id == ChatLink.member_id)
     .where(Conversation.channel == bindparam("channel"), Conversation.user_id == bindparam("user_id"))
-    .with_for_update()
+    .with_for_update(of=Conversation)
 )
 _LINKED_MEMBER = (
     select(Member)
@@ -119,12 +124,13 @@ async def claim_delivery(session: AsyncSession, *, channel: str, delivery_id: st
 
 async def load_conversation(
     session: AsyncSession, *, channel: str, user_id: str, registry: str, language: str, now: datetime
-) -> Conversation:
-    """The member's conversation on this channel, locked for this turn (created on first contact)."""
+) -> tuple[Conversation, Member | None]:
+    """The conversation on this channel, locked for this turn (created on first contact), and the member
+    the chat account is linked to, or None."""
     chat = {"channel": channel, "user_id": user_id}
-    conversation = (await session.execute(_CONVERSATION, chat)).scalar_one_or_none()
-    if conversation is not None:
-        return conversation
+    found = (await session.execute(_CONVERSATION_AND_MEMBER, chat)).one_or_none()
+    if found is not None:
+        return found[0], found[1]
     conversation = Conversation(
         channel=channel,
         user_id=user_id,
@@ -138,8 +144,9 @@ async def load_conversation(
         async with session.begin_nested():
             session.add(conversation)
     except IntegrityError:  # created meanwhile by another process: take theirs
-        return (await session.execute(_CONVERSATION, chat)).scalar_one()
-    return conversation
+        theirs = (await session.execute(_CONVERSATION_AND_MEMBER, chat)).one()
+        return theirs[0], theirs[1]
+    return conversation, None
 
 
 def add_transcript(
