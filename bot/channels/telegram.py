@@ -369,16 +369,19 @@ class TelegramChannel:
         if refusals and not attachments:
             return  # the only file was refused: nothing for the engine to do
         await self._turn(
-            message.chat_id,
-            Inbound(
-                channel=CHANNEL,
-                user_id=str(user.id),
-                delivery_id=str(update.update_id),
-                text=text,
-                attachments=tuple(attachments),
-                language_hint=user.language_code,
-                display_name=user.first_name,
-            ),
+            message.chat_id, self._inbound(update, user, text=text, attachments=tuple(attachments))
+        )
+
+    @staticmethod
+    def _inbound(update: Update, user: User, **content: Any) -> Inbound:
+        """The engine's view of an update: the update id is the delivery id, so a redelivery is ignored."""
+        return Inbound(
+            channel=CHANNEL,
+            user_id=str(user.id),
+            delivery_id=str(update.update_id),
+            language_hint=user.language_code,
+            display_name=user.first_name,
+            **content,
         )
 
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -391,17 +394,7 @@ class TelegramChannel:
             return  # a message too old to reach, or not a private chat
         await self._remove_choices(query, message)
         payload = self.payload_of(query.data or "") or STALE_PAYLOAD
-        await self._turn(
-            message.chat_id,
-            Inbound(
-                channel=CHANNEL,
-                user_id=str(user.id),
-                delivery_id=str(update.update_id),
-                payload=payload,
-                language_hint=user.language_code,
-                display_name=user.first_name,
-            ),
-        )
+        await self._turn(message.chat_id, self._inbound(update, user, payload=payload))
 
     async def _on_group_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """In a group, say once that the assistant talks only in private chats; the engine is not called."""
