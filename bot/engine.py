@@ -245,15 +245,16 @@ class Engine:
                 repo.add_transcript(session, conversation, direction="out", text=reply.text, now=now)
         seconds = time.perf_counter() - started
         self._count(inbound.channel, turn.outcome, seconds)
-        logger.info(
-            "turn handled",
-            extra={
-                "conversation_id": turn.conversation_id,
-                "channel": inbound.channel,
-                "outcome": turn.outcome,
-                "ms": round(seconds * 1000, 2),
-            },
-        )
+        if logger.isEnabledFor(logging.INFO):  # every turn passes here: build the record only when wanted
+            logger.info(
+                "turn handled",
+                extra={
+                    "conversation_id": turn.conversation_id,
+                    "channel": inbound.channel,
+                    "outcome": turn.outcome,
+                    "ms": round(seconds * 1000, 2),
+                },
+            )
         for event, row_id in turn.events:
             for listener in self.listeners:
                 try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -39,6 +40,13 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}", None
         return
+    async with postgres_schema() as schema:
+        yield POSTGRES_URL, schema
+
+
+@contextlib.asynccontextmanager
+async def postgres_schema() -> AsyncIterator[str]:
+    """A fresh schema on the test PostgreSQL server, dropped afterwards (skips when none is configured)."""
     if not POSTGRES_URL:
         pytest.skip("REGISTRY_BOT_TEST_POSTGRES_URL is not set")
     schema = f"test_{uuid.uuid4().hex[:12]}"
@@ -46,7 +54,7 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     async with admin.begin() as connection:
         await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     try:
-        yield POSTGRES_URL, schema
+        yield schema
     finally:
         async with admin.begin() as connection:
             await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from bot.app import App
 from bot.channels.web import WebChat
-from bot.registry.models import Enrollment, Member, Training
 from tests.helpers import latest_mail
+from tests.test_flows import enrollment_status
 from tests.test_server import running_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -132,17 +131,6 @@ async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
         yield Browser(driver)
     finally:
         await asyncio.to_thread(driver.quit)
-
-
-async def enrollment_status(app: App, registry_id: str, training: str) -> str:
-    async with app.sessionmaker() as session:
-        query = (
-            select(Enrollment.status)
-            .join(Training, Enrollment.training_id == Training.id)
-            .join(Member, Enrollment.member_id == Member.id)
-            .where(Member.registry_id == registry_id, Training.key == training)
-        )
-        return str((await session.execute(query)).scalar_one())
 
 
 async def test_maria_withdraws_from_a_training_in_spanish_in_the_browser(app: App, browser: Browser) -> None:

@@ -10,19 +10,18 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from bot.config import PROJECT_DIR
 from bot.registry.models import ChatLink, OutboxMessage, TranscriptEntry
 from bot.registry.session import make_engine, make_sessionmaker
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, postgres_schema
 from tests.test_mail import Inbox
 from tests.test_server import free_port
 
@@ -86,18 +85,8 @@ def texts(answer: dict) -> str:  # type: ignore[type-arg]
 
 @pytest.fixture
 async def schema() -> AsyncIterator[str]:
-    if not POSTGRES_URL:
-        pytest.skip("REGISTRY_BOT_TEST_POSTGRES_URL is not set")
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(POSTGRES_URL)
-    async with admin.begin() as connection:
-        await connection.execute(text(f'CREATE SCHEMA "{name}"'))
-    try:
+    async with postgres_schema() as name:
         yield name
-    finally:
-        async with admin.begin() as connection:
-            await connection.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
-        await admin.dispose()
 
 
 async def test_two_processes_on_one_postgresql_serve_the_same_member(schema: str, tmp_path: Path) -> None:
