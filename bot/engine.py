@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 import time
 import weakref
@@ -202,8 +201,7 @@ class Engine:
                 language=initial,
                 now=now,
             )
-            # a deep copy: the JSON column only notices a change when the new value differs from the old
-            state: dict[str, Any] = copy.deepcopy(conversation.state or {})
+            state = conversation.state  # read afresh for this turn: changing it in place is safe
             turn = Turn(
                 inbound=inbound,
                 profile=self.profile,
@@ -221,13 +219,15 @@ class Engine:
                 detected = detect_language(text, self.knowledge)
                 if detected:
                     turn.set_language(detected, explicit=False)
-            inbound_entry = repo.add_transcript(
-                session, conversation, direction="in", text=text or (inbound.payload or ""), now=now
-            )
+            said = text or (inbound.payload or "")
+            transcript: list[tuple[str, str]] = [("in", said)]
             if await self._with_staff(turn, inbound):
                 # a person has this conversation: the member's words go to them, and the assistant is quiet
-                await session.flush()
-                turn.events.append(("member_message", inbound_entry.id))
+                entry_id = await repo.add_transcript_entry(
+                    session, conversation_id=conversation.id, direction="in", text=said, now=now
+                )
+                transcript.clear()
+                turn.events.append(("member_message", entry_id))
                 turn.outcome = "to_staff"
                 replies = []
             else:
@@ -238,11 +238,9 @@ class Engine:
                 if notice:
                     replies.insert(0, Reply(turn.render("notice", notice=notice)))
             state["lang"], state["lang_explicit"] = turn.lang, turn.lang_explicit
-            conversation.state = state
-            conversation.language = turn.lang
-            conversation.updated_at = now
-            for reply in replies:
-                repo.add_transcript(session, conversation, direction="out", text=reply.text, now=now)
+            transcript.extend(("out", reply.text) for reply in replies)
+            await repo.add_transcript(session, conversation_id=conversation.id, entries=transcript, now=now)
+            await repo.save_conversation(session, conversation.id, state=state, language=turn.lang, now=now)
         seconds = time.perf_counter() - started
         self._count(inbound.channel, turn.outcome, seconds)
         if logger.isEnabledFor(logging.INFO):  # every turn passes here: build the record only when wanted

@@ -10,13 +10,14 @@ import functools
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Executable, bindparam, delete, func, select, update
+from sqlalchemy import Executable, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.registry.models import (
     Appeal,
+    Base,
     AuditRequest,
     ChatLink,
     Conversation,
@@ -50,14 +52,20 @@ DECISION_DAYS = 28  # "a decision within four (4) weeks"
 # Statements every turn runs are built once (building one costs more than running it), with bound values.
 # The conversation and, in the same round trip, the member its chat account is linked to (if any).
 _CONVERSATION_AND_MEMBER = (
-    select(Conversation, Member)
+    select(Conversation.id, Conversation.state, Member)
     .outerjoin(
         ChatLink, (ChatLink.channel == Conversation.channel) & (ChatLink.user_id == Conversation.user_id)
     )
     .outerjoin(Member, Member.id == ChatLink.member_id)
     .where(Conversation.channel == bindparam("channel"), Conversation.user_id == bindparam("user_id"))
-    .with_for_update(of=Conversation)
+    .with_for_update(of=Conversation.__table__)
 )
+_SAVE_CONVERSATION = (
+    update(Conversation.__table__)
+    .where(Conversation.__table__.c.id == bindparam("conversation_id"))
+    .values(state=bindparam("state"), language=bindparam("language"), updated_at=bindparam("updated_at"))
+)
+_INSERT_TRANSCRIPT = insert(TranscriptEntry.__table__)
 _LINKED_MEMBER = (
     select(Member)
     .join(ChatLink, ChatLink.member_id == Member.id)
@@ -94,11 +102,12 @@ _ENROLLMENT_OF = select(Enrollment).where(
 
 
 @functools.cache
-def _claim_statement(dialect: str) -> Executable:
+def _insert_ignoring_conflicts(dialect: str, table: str, returning: str | None = None) -> Executable:
+    """``INSERT ... ON CONFLICT DO NOTHING`` (optionally ``RETURNING`` a column) for SQLite or PostgreSQL."""
     make_insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
-    return make_insert(
-        ProcessedUpdate.metadata.tables[ProcessedUpdate.__tablename__]
-    ).on_conflict_do_nothing()
+    target = Base.metadata.tables[table]
+    statement = make_insert(target).on_conflict_do_nothing()
+    return statement.returning(target.c[returning]) if returning else statement
 
 
 async def claim_delivery(session: AsyncSession, *, channel: str, delivery_id: str, now: datetime) -> bool:
@@ -110,7 +119,8 @@ async def claim_delivery(session: AsyncSession, *, channel: str, delivery_id: st
     dialect = session.get_bind().dialect.name
     if dialect in ("sqlite", "postgresql"):
         values = {"channel": channel, "delivery_id": delivery_id, "processed_at": now}
-        result = await session.execute(_claim_statement(dialect), values)
+        statement = _insert_ignoring_conflicts(dialect, ProcessedUpdate.__tablename__)
+        result = await session.execute(statement, values)
         return bool(getattr(result, "rowcount", 0))
     if await session.get(ProcessedUpdate, (channel, delivery_id)) is not None:
         return False
@@ -122,39 +132,72 @@ async def claim_delivery(session: AsyncSession, *, channel: str, delivery_id: st
     return True
 
 
+@dataclass
+class ConversationState:
+    """A conversation as a turn needs it: its id and its saved state (a fresh dict the turn may change)."""
+
+    id: int
+    state: dict[str, Any]
+
+
 async def load_conversation(
     session: AsyncSession, *, channel: str, user_id: str, registry: str, language: str, now: datetime
-) -> tuple[Conversation, Member | None]:
+) -> tuple[ConversationState, Member | None]:
     """The conversation on this channel, locked for this turn (created on first contact), and the member
-    the chat account is linked to, or None."""
+    the chat account is linked to, or None.
+
+    Read and written with Core statements, not as an ORM object: a turn then has nothing to flush.
+    """
     chat = {"channel": channel, "user_id": user_id}
     found = (await session.execute(_CONVERSATION_AND_MEMBER, chat)).one_or_none()
     if found is not None:
-        return found[0], found[1]
-    conversation = Conversation(
-        channel=channel,
-        user_id=user_id,
-        registry_key=registry,
-        language=language,
-        state={},
-        created_at=now,
-        updated_at=now,
+        return ConversationState(found[0], found[1] or {}), found[2]
+    values = {
+        **chat,
+        "registry": registry,
+        "language": language,
+        "state": {},
+        "created_at": now,
+        "updated_at": now,
+    }
+    statement = _insert_ignoring_conflicts(
+        session.get_bind().dialect.name, Conversation.__tablename__, returning="id"
     )
-    try:
-        async with session.begin_nested():
-            session.add(conversation)
-    except IntegrityError:  # created meanwhile by another process: take theirs
+    created = (await session.execute(statement, values)).scalar_one_or_none()
+    if created is None:  # created meanwhile by another process: take theirs
         theirs = (await session.execute(_CONVERSATION_AND_MEMBER, chat)).one()
-        return theirs[0], theirs[1]
-    return conversation, None
+        return ConversationState(theirs[0], theirs[1] or {}), theirs[2]
+    return ConversationState(created, {}), None
 
 
-def add_transcript(
-    session: AsyncSession, conversation: Conversation, *, direction: str, text: str, now: datetime
-) -> TranscriptEntry:
-    entry = TranscriptEntry(conversation_id=conversation.id, direction=direction, text=text, created_at=now)
-    session.add(entry)
-    return entry
+async def save_conversation(
+    session: AsyncSession, conversation_id: int, *, state: dict[str, Any], language: str, now: datetime
+) -> None:
+    """Store the state and language a turn ends with."""
+    await session.execute(
+        _SAVE_CONVERSATION,
+        {"conversation_id": conversation_id, "state": state, "language": language, "updated_at": now},
+    )
+
+
+async def add_transcript(
+    session: AsyncSession, *, conversation_id: int, entries: Sequence[tuple[str, str]], now: datetime
+) -> None:
+    """Append ``(direction, text)`` entries to a conversation's transcript in one statement."""
+    if entries:
+        rows = [
+            {"conversation_id": conversation_id, "direction": direction, "text": text, "created_at": now}
+            for direction, text in entries
+        ]
+        await session.execute(_INSERT_TRANSCRIPT, rows)
+
+
+async def add_transcript_entry(
+    session: AsyncSession, *, conversation_id: int, direction: str, text: str, now: datetime
+) -> int:
+    """Append one transcript entry and return its id (for whoever relays it afterwards)."""
+    values = {"conversation_id": conversation_id, "direction": direction, "text": text, "created_at": now}
+    return int((await session.execute(_INSERT_TRANSCRIPT.returning(TranscriptEntry.id), values)).scalar_one())
 
 
 async def recent_transcript(
@@ -672,15 +715,6 @@ async def rate_escalation(
         return False
     session.add(Feedback(conversation_id=conversation_id, topic="handoff", rating=rating, created_at=now))
     return True
-
-
-async def add_transcript_entry(
-    session: AsyncSession, *, conversation_id: int, direction: str, text: str, now: datetime
-) -> TranscriptEntry:
-    entry = TranscriptEntry(conversation_id=conversation_id, direction=direction, text=text, created_at=now)
-    session.add(entry)
-    await session.flush()
-    return entry
 
 
 async def chats_of_member(session: AsyncSession, *, member_id: int) -> list[ChatLink]:

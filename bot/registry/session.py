@@ -12,15 +12,22 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from bot.registry.inline_sqlite import inline_creator
+
 logger = logging.getLogger(__name__)
 
+SQLITE_BUSY_TIMEOUT = 30.0  # seconds a statement waits for another connection's write to finish
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def make_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> AsyncEngine:
-    """An async engine. SQLite gets WAL, foreign keys and a busy timeout; PostgreSQL a schema if given."""
+    """An async engine. SQLite gets WAL, foreign keys and a busy timeout; PostgreSQL a schema if given.
+
+    SQLite statements run on the event loop's thread (see ``inline_sqlite``); a locked database is waited
+    for without blocking the loop, up to ``SQLITE_BUSY_TIMEOUT`` seconds.
+    """
     if url.startswith("sqlite"):
-        kwargs.setdefault("connect_args", {"timeout": 30})
+        kwargs.setdefault("async_creator", inline_creator(url, SQLITE_BUSY_TIMEOUT))
     elif schema:
         kwargs.setdefault("connect_args", {"server_settings": {"search_path": schema}})
     engine = create_async_engine(url, **kwargs)
