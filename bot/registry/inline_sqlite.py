@@ -101,7 +101,7 @@ class InlineCursor:
 
 
 class InlineConnection:
-    """The part of ``aiosqlite.Connection`` SQLAlchemy's aiosqlite dialect uses, run on the caller's thread."""
+    """What SQLAlchemy's aiosqlite dialect uses of ``aiosqlite.Connection``, run on the caller's thread."""
 
     def __init__(self, connection: sqlite3.Connection, timeout: float) -> None:
         self._connection: sqlite3.Connection | None = connection  # the dialect checks it before commit

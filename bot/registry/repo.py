@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.registry.models import (
     Appeal,
-    Base,
     AuditRequest,
+    Base,
     ChatLink,
     Conversation,
     Document,
@@ -49,6 +49,9 @@ RequestRow = TypeVar("RequestRow", AuditRequest, Appeal)
 DECISION_DAYS = 28  # "a decision within four (4) weeks"
 
 
+# Core tables for the statements every turn runs (no ORM object to flush)
+_CONVERSATIONS = Base.metadata.tables[Conversation.__tablename__]
+_TRANSCRIPTS = Base.metadata.tables[TranscriptEntry.__tablename__]
 # Statements every turn runs are built once (building one costs more than running it), with bound values.
 # The conversation and, in the same round trip, the member its chat account is linked to (if any).
 _CONVERSATION_AND_MEMBER = (
@@ -58,14 +61,14 @@ _CONVERSATION_AND_MEMBER = (
     )
     .outerjoin(Member, Member.id == ChatLink.member_id)
     .where(Conversation.channel == bindparam("channel"), Conversation.user_id == bindparam("user_id"))
-    .with_for_update(of=Conversation.__table__)
+    .with_for_update(of=_CONVERSATIONS)
 )
 _SAVE_CONVERSATION = (
-    update(Conversation.__table__)
-    .where(Conversation.__table__.c.id == bindparam("conversation_id"))
+    update(_CONVERSATIONS)
+    .where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
     .values(state=bindparam("state"), language=bindparam("language"), updated_at=bindparam("updated_at"))
 )
-_INSERT_TRANSCRIPT = insert(TranscriptEntry.__table__)
+_INSERT_TRANSCRIPT = insert(_TRANSCRIPTS)
 _LINKED_MEMBER = (
     select(Member)
     .join(ChatLink, ChatLink.member_id == Member.id)
@@ -197,7 +200,7 @@ async def add_transcript_entry(
 ) -> int:
     """Append one transcript entry and return its id (for whoever relays it afterwards)."""
     values = {"conversation_id": conversation_id, "direction": direction, "text": text, "created_at": now}
-    return int((await session.execute(_INSERT_TRANSCRIPT.returning(TranscriptEntry.id), values)).scalar_one())
+    return int((await session.execute(_INSERT_TRANSCRIPT.returning(_TRANSCRIPTS.c.id), values)).scalar_one())
 
 
 async def recent_transcript(
