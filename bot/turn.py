@@ -17,7 +17,7 @@ from bot.render import render
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from bot.registry.models import Member
+    from bot.registry.repo import VerifiedMember
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Turn:
     lang: str
     session: AsyncSession
     conversation_id: int
-    member: Member | None = None
+    member: VerifiedMember | None = None  # the member this chat account is verified as
     answer: str = ""  # the text, or the value of the button pressed for the current question
     lang_explicit: bool = False
     hours: SupportHours | None = None

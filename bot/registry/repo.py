@@ -54,13 +54,19 @@ _CONVERSATIONS = Base.metadata.tables[Conversation.__tablename__]
 _TRANSCRIPTS = Base.metadata.tables[TranscriptEntry.__tablename__]
 # Statements every turn runs are built once (building one costs more than running it), with bound values.
 # The conversation and, in the same round trip, the member its chat account is linked to (if any).
+_CHAT_LINKS = Base.metadata.tables[ChatLink.__tablename__]
+_MEMBERS = Base.metadata.tables[Member.__tablename__]
+_MEMBER_COLUMNS = [_MEMBERS.c[name] for name in ("id", "registry_id", "first_name", "last_name", "email")]
 _CONVERSATION_AND_MEMBER = (
-    select(Conversation.id, Conversation.state, Member)
+    select(_CONVERSATIONS.c.id, _CONVERSATIONS.c.state, *_MEMBER_COLUMNS)
+    .select_from(_CONVERSATIONS)
     .outerjoin(
-        ChatLink, (ChatLink.channel == Conversation.channel) & (ChatLink.user_id == Conversation.user_id)
+        _CHAT_LINKS,
+        (_CHAT_LINKS.c.channel == _CONVERSATIONS.c.channel)
+        & (_CHAT_LINKS.c.user_id == _CONVERSATIONS.c.user_id),
     )
-    .outerjoin(Member, Member.id == ChatLink.member_id)
-    .where(Conversation.channel == bindparam("channel"), Conversation.user_id == bindparam("user_id"))
+    .outerjoin(_MEMBERS, _MEMBERS.c.id == _CHAT_LINKS.c.member_id)
+    .where(_CONVERSATIONS.c.channel == bindparam("channel"), _CONVERSATIONS.c.user_id == bindparam("user_id"))
     .with_for_update(of=_CONVERSATIONS)
 )
 _SAVE_CONVERSATION = (
@@ -70,9 +76,9 @@ _SAVE_CONVERSATION = (
 )
 _INSERT_TRANSCRIPT = insert(_TRANSCRIPTS)
 _LINKED_MEMBER = (
-    select(Member)
-    .join(ChatLink, ChatLink.member_id == Member.id)
-    .where(ChatLink.channel == bindparam("channel"), ChatLink.user_id == bindparam("user_id"))
+    select(*_MEMBER_COLUMNS)
+    .join(_CHAT_LINKS, _CHAT_LINKS.c.member_id == _MEMBERS.c.id)
+    .where(_CHAT_LINKS.c.channel == bindparam("channel"), _CHAT_LINKS.c.user_id == bindparam("user_id"))
 )
 
 _MEMBER_BY_REGISTRY_ID = select(Member).where(
@@ -135,6 +141,23 @@ async def claim_delivery(session: AsyncSession, *, channel: str, delivery_id: st
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class VerifiedMember:
+    """The member a chat account is verified as, as a turn sees them (read-only: flows change members
+    only through repository functions)."""
+
+    id: int
+    registry_id: str
+    first_name: str
+    last_name: str
+    email: str
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> VerifiedMember | None:
+        """From the member columns of ``_MEMBER_COLUMNS``; None when the outer join found no member."""
+        return None if row[0] is None else cls(*row)
+
+
 @dataclass
 class ConversationState:
     """A conversation as a turn needs it: its id and its saved state (a fresh dict the turn may change)."""
@@ -145,16 +168,16 @@ class ConversationState:
 
 async def load_conversation(
     session: AsyncSession, *, channel: str, user_id: str, registry: str, language: str, now: datetime
-) -> tuple[ConversationState, Member | None]:
+) -> tuple[ConversationState, VerifiedMember | None]:
     """The conversation on this channel, locked for this turn (created on first contact), and the member
     the chat account is linked to, or None.
 
-    Read and written with Core statements, not as an ORM object: a turn then has nothing to flush.
+    Core statements, no ORM objects: a turn then has nothing to flush, and reading a row costs little.
     """
     chat = {"channel": channel, "user_id": user_id}
     found = (await session.execute(_CONVERSATION_AND_MEMBER, chat)).one_or_none()
     if found is not None:
-        return ConversationState(found[0], found[1] or {}), found[2]
+        return ConversationState(found[0], found[1] or {}), VerifiedMember.from_row(found[2:])
     values = {
         **chat,
         "registry": registry,
@@ -169,7 +192,7 @@ async def load_conversation(
     created = (await session.execute(statement, values)).scalar_one_or_none()
     if created is None:  # created meanwhile by another process: take theirs
         theirs = (await session.execute(_CONVERSATION_AND_MEMBER, chat)).one()
-        return ConversationState(theirs[0], theirs[1] or {}), theirs[2]
+        return ConversationState(theirs[0], theirs[1] or {}), VerifiedMember.from_row(theirs[2:])
     return ConversationState(created, {}), None
 
 
@@ -230,10 +253,11 @@ def record_unanswered(
     )
 
 
-async def linked_member(session: AsyncSession, *, channel: str, user_id: str) -> Member | None:
+async def linked_member(session: AsyncSession, *, channel: str, user_id: str) -> VerifiedMember | None:
     """The member this chat account was verified as, or None."""
     chat = {"channel": channel, "user_id": user_id}
-    return (await session.execute(_LINKED_MEMBER, chat)).scalar_one_or_none()
+    found = (await session.execute(_LINKED_MEMBER, chat)).one_or_none()
+    return None if found is None else VerifiedMember.from_row(found)
 
 
 # --- demo data -------------------------------------------------------------------------------------
