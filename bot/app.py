@@ -53,7 +53,7 @@ class App:
         engine = Engine(
             settings=settings,
             profile=profile,
-            sessionmaker=sessionmaker,
+            database=database,
             knowledge=knowledge,
             clock=clock,
             metrics=metrics,

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import Profile, Settings
 from bot.flows import FLOWS, Done, Flow, FlowState, Reask, Stay
@@ -58,7 +58,7 @@ class Engine:
         *,
         settings: Settings,
         profile: Profile,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        database: AsyncEngine,
         knowledge: KnowledgeBase,
         flows: dict[str, Flow] | None = None,
         clock: Callable[[], datetime] = utcnow,
@@ -67,7 +67,7 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.profile = profile
-        self.sessionmaker = sessionmaker
+        self.database = database
         self.knowledge = knowledge
         self.flows = FLOWS if flows is None else flows
         self.clock = clock
@@ -185,16 +185,17 @@ class Engine:
         started = time.perf_counter()
         now = self.clock()
         text = inbound.text[:MAX_TEXT]
-        async with self.sessionmaker() as session, session.begin():
+        # Core statements on one connection; flows that need the ORM get a session in the same transaction
+        async with self.database.begin() as connection:
             if not await repo.claim_delivery(
-                session, channel=inbound.channel, delivery_id=inbound.delivery_id, now=now
+                connection, channel=inbound.channel, delivery_id=inbound.delivery_id, now=now
             ):
                 logger.info("duplicate delivery ignored", extra={"channel": inbound.channel})
                 self._count(inbound.channel, "duplicate", time.perf_counter() - started)
                 return []
             initial = resolve_locale(inbound.language_hint) or self.profile.default_language
             conversation, member = await repo.load_conversation(
-                session,
+                connection,
                 channel=inbound.channel,
                 user_id=inbound.user_id,
                 registry=self.profile.key,
@@ -208,7 +209,7 @@ class Engine:
                 now=now,
                 lang=state.get("lang") or initial,
                 lang_explicit=bool(state.get("lang_explicit")),
-                session=session,
+                connection=connection,
                 conversation_id=conversation.id,
                 member=member,
                 answer=text.strip(),
@@ -224,7 +225,7 @@ class Engine:
             if await self._with_staff(turn, inbound):
                 # a person has this conversation: the member's words go to them, and the assistant is quiet
                 entry_id = await repo.add_transcript_entry(
-                    session, conversation_id=conversation.id, direction="in", text=said, now=now
+                    connection, conversation_id=conversation.id, direction="in", text=said, now=now
                 )
                 transcript.clear()
                 turn.events.append(("member_message", entry_id))
@@ -239,8 +240,13 @@ class Engine:
                     replies.insert(0, Reply(turn.render("notice", notice=notice)))
             state["lang"], state["lang_explicit"] = turn.lang, turn.lang_explicit
             transcript.extend(("out", reply.text) for reply in replies)
-            await repo.add_transcript(session, conversation_id=conversation.id, entries=transcript, now=now)
-            await repo.save_conversation(session, conversation.id, state=state, language=turn.lang, now=now)
+            await turn.flush()
+            await repo.add_transcript(
+                connection, conversation_id=conversation.id, entries=transcript, now=now
+            )
+            await repo.save_conversation(
+                connection, conversation.id, state=state, language=turn.lang, now=now
+            )
         seconds = time.perf_counter() - started
         self._count(inbound.channel, turn.outcome, seconds)
         if logger.isEnabledFor(logging.INFO):  # every turn passes here: build the record only when wanted
@@ -268,7 +274,7 @@ class Engine:
         escalation_id = turn.memory.get("escalation")
         if escalation_id is None:
             return False
-        if await repo.escalation_is_open(turn.session, int(escalation_id)):
+        if await repo.escalation_is_open(turn.connection, int(escalation_id)):
             return self.settings.slack_enabled and not (inbound.payload or "").startswith("rate:")
         turn.memory.pop("escalation", None)
         return False
@@ -415,8 +421,8 @@ class Engine:
             choices.append(Choice(turn.t(N_("Talk to a person")), "flow:handoff"))
             return [Reply(turn.render("clarify"), tuple(choices))]
         turn.outcome = "unknown"
-        repo.record_unanswered(
-            turn.session,
+        await repo.record_unanswered(
+            turn.connection,
             conversation_id=turn.conversation_id,
             registry=self.profile.key,
             text=text,

@@ -12,23 +12,25 @@ from bot.hours import SupportHours
 from bot.mail import compose
 from bot.messages import Inbound
 from bot.registry.repo import enqueue_email
+from bot.registry.session import session_in
 from bot.render import render
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
     from bot.registry.repo import VerifiedMember
 
 
 @dataclass
 class Turn:
-    """Everything a flow needs to handle one message; writes go through ``session``, one transaction."""
+    """Everything a flow needs to handle one message; all its reads and writes are one transaction."""
 
     inbound: Inbound
     profile: Profile
     now: datetime
     lang: str
-    session: AsyncSession
+    #: the turn's transaction, for Core statements (the engine's own bookkeeping); it commits the turn
+    connection: AsyncConnection
     conversation_id: int
     member: VerifiedMember | None = None  # the member this chat account is verified as
     answer: str = ""  # the text, or the value of the button pressed for the current question
@@ -40,6 +42,21 @@ class Turn:
     language_changed: bool = field(default=False, init=False)
     #: what kind of turn this was, for metrics: flow, answer, clarify, unknown, intent, command, ...
     outcome: str = field(default="flow", init=False)
+    _session: AsyncSession | None = field(default=None, init=False, repr=False)
+
+    @property
+    def session(self) -> AsyncSession:
+        """An ORM session in the turn's transaction, opened when first asked for (most turns need none)."""
+        if self._session is None:
+            self._session = session_in(self.connection)
+        return self._session
+
+    async def flush(self) -> None:
+        """Send what was written through ``session`` to the turn's transaction (before it commits)."""
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.flush()
+            await session.close()
 
     @property
     def channel(self) -> str:

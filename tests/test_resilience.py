@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from bot.app import App
 from bot.messages import Reply
 from bot.registry.models import TranscriptEntry
-from bot.registry.session import make_engine, make_sessionmaker
+from bot.registry.session import make_engine
 from tests.conftest import Clock
 from tests.helpers import Chatter
 
@@ -45,7 +45,7 @@ async def test_a_message_sent_while_the_database_is_away_is_answered_when_it_ret
         return True
 
     app.engine.deliver_later = deliver_later
-    working = app.engine.sessionmaker
+    working = app.engine.database
     url = str(app.database.url)
     unreachable = (
         f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'registry.db'}"
@@ -53,17 +53,17 @@ async def test_a_message_sent_while_the_database_is_away_is_answered_when_it_ret
         else "postgresql+asyncpg://postgres@127.0.0.1:9/test"  # nothing listens on the discard port
     )
     broken = make_engine(unreachable)
-    app.engine.sessionmaker = make_sessionmaker(broken)
+    app.engine.database = broken
     member = Chatter(app.engine, "patient")
     try:
         apology = await member.say("olvidé mi contraseña", delivery_id="kept-1")
         assert "problema técnico" in apology and "(855) 645-0826" in apology
-        app.engine.sessionmaker = working  # the database is back
+        app.engine.database = working  # the database is back
         async with asyncio.timeout(10):
             while not delivered:
                 await asyncio.sleep(0.05)
     finally:
-        app.engine.sessionmaker = working
+        app.engine.database = working
         await broken.dispose()
     ((channel, user_id, replies),) = delivered
     assert (channel, user_id) == ("test", "patient") and "Forgot Password" in replies[0].text

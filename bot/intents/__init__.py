@@ -10,7 +10,7 @@ import functools
 from dataclasses import dataclass
 from typing import Literal
 
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from bot import text
 from bot.intents import control, smalltalk
@@ -137,12 +137,8 @@ def match_intent(message: str) -> str | None:
         return phrases[key]
     if len(normalized.split()) > 5 or len(normalized) < 4:
         return None
-    best, best_score = None, 0.0
-    for phrase, name in phrases.items():
-        score = fuzz.ratio(normalized, phrase)
-        if score > best_score:
-            best, best_score = name, score
-    return best if best_score >= 88 else None
+    found = process.extractOne(normalized, phrases.keys(), scorer=fuzz.ratio, score_cutoff=88)
+    return phrases[found[0]] if found is not None else None
 
 
 def parse_command(message: str) -> tuple[str, str] | None:

@@ -21,7 +21,7 @@ from sqlalchemy import Executable, bindparam, delete, func, insert, select, upda
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.registry.models import (
     Appeal,
@@ -44,6 +44,8 @@ from bot.registry.models import (
 )
 
 logger = logging.getLogger(__name__)
+#: what the per-turn functions run on: the turn's connection (Core), or a session (help desk, flows)
+Database = AsyncConnection | AsyncSession
 RequestRow = TypeVar("RequestRow", AuditRequest, Appeal)
 
 DECISION_DAYS = 28  # "a decision within four (4) weeks"
@@ -119,26 +121,19 @@ def _insert_ignoring_conflicts(dialect: str, table: str, returning: str | None =
     return statement.returning(target.c[returning]) if returning else statement
 
 
-async def claim_delivery(session: AsyncSession, *, channel: str, delivery_id: str, now: datetime) -> bool:
+def _dialect(db: Database) -> str:
+    return db.dialect.name if isinstance(db, AsyncConnection) else db.get_bind().dialect.name
+
+
+async def claim_delivery(db: Database, *, channel: str, delivery_id: str, now: datetime) -> bool:
     """Record a delivery id; False when it was processed before (a redelivery to ignore).
 
-    One statement on SQLite and PostgreSQL: ``INSERT ... ON CONFLICT DO NOTHING`` (a concurrent claim of
-    the same id waits for the first transaction, then inserts nothing).
+    One ``INSERT ... ON CONFLICT DO NOTHING``: a concurrent claim of the same id waits for the first
+    transaction, then inserts nothing.
     """
-    dialect = session.get_bind().dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        values = {"channel": channel, "delivery_id": delivery_id, "processed_at": now}
-        statement = _insert_ignoring_conflicts(dialect, ProcessedUpdate.__tablename__)
-        result = await session.execute(statement, values)
-        return bool(getattr(result, "rowcount", 0))
-    if await session.get(ProcessedUpdate, (channel, delivery_id)) is not None:
-        return False
-    try:
-        async with session.begin_nested():
-            session.add(ProcessedUpdate(channel=channel, delivery_id=delivery_id, processed_at=now))
-    except IntegrityError:
-        return False
-    return True
+    values = {"channel": channel, "delivery_id": delivery_id, "processed_at": now}
+    result = await db.execute(_insert_ignoring_conflicts(_dialect(db), ProcessedUpdate.__tablename__), values)
+    return bool(getattr(result, "rowcount", 0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +162,7 @@ class ConversationState:
 
 
 async def load_conversation(
-    session: AsyncSession, *, channel: str, user_id: str, registry: str, language: str, now: datetime
+    db: Database, *, channel: str, user_id: str, registry: str, language: str, now: datetime
 ) -> tuple[ConversationState, VerifiedMember | None]:
     """The conversation on this channel, locked for this turn (created on first contact), and the member
     the chat account is linked to, or None.
@@ -175,7 +170,7 @@ async def load_conversation(
     Core statements, no ORM objects: a turn then has nothing to flush, and reading a row costs little.
     """
     chat = {"channel": channel, "user_id": user_id}
-    found = (await session.execute(_CONVERSATION_AND_MEMBER, chat)).one_or_none()
+    found = (await db.execute(_CONVERSATION_AND_MEMBER, chat)).one_or_none()
     if found is not None:
         return ConversationState(found[0], found[1] or {}), VerifiedMember.from_row(found[2:])
     values = {
@@ -186,28 +181,26 @@ async def load_conversation(
         "created_at": now,
         "updated_at": now,
     }
-    statement = _insert_ignoring_conflicts(
-        session.get_bind().dialect.name, Conversation.__tablename__, returning="id"
-    )
-    created = (await session.execute(statement, values)).scalar_one_or_none()
+    statement = _insert_ignoring_conflicts(_dialect(db), Conversation.__tablename__, returning="id")
+    created = (await db.execute(statement, values)).scalar_one_or_none()
     if created is None:  # created meanwhile by another process: take theirs
-        theirs = (await session.execute(_CONVERSATION_AND_MEMBER, chat)).one()
+        theirs = (await db.execute(_CONVERSATION_AND_MEMBER, chat)).one()
         return ConversationState(theirs[0], theirs[1] or {}), VerifiedMember.from_row(theirs[2:])
     return ConversationState(created, {}), None
 
 
 async def save_conversation(
-    session: AsyncSession, conversation_id: int, *, state: dict[str, Any], language: str, now: datetime
+    db: Database, conversation_id: int, *, state: dict[str, Any], language: str, now: datetime
 ) -> None:
     """Store the state and language a turn ends with."""
-    await session.execute(
+    await db.execute(
         _SAVE_CONVERSATION,
         {"conversation_id": conversation_id, "state": state, "language": language, "updated_at": now},
     )
 
 
 async def add_transcript(
-    session: AsyncSession, *, conversation_id: int, entries: Sequence[tuple[str, str]], now: datetime
+    db: Database, *, conversation_id: int, entries: Sequence[tuple[str, str]], now: datetime
 ) -> None:
     """Append ``(direction, text)`` entries to a conversation's transcript in one statement."""
     if entries:
@@ -215,15 +208,15 @@ async def add_transcript(
             {"conversation_id": conversation_id, "direction": direction, "text": text, "created_at": now}
             for direction, text in entries
         ]
-        await session.execute(_INSERT_TRANSCRIPT, rows)
+        await db.execute(_INSERT_TRANSCRIPT, rows)
 
 
 async def add_transcript_entry(
-    session: AsyncSession, *, conversation_id: int, direction: str, text: str, now: datetime
+    db: Database, *, conversation_id: int, direction: str, text: str, now: datetime
 ) -> int:
     """Append one transcript entry and return its id (for whoever relays it afterwards)."""
     values = {"conversation_id": conversation_id, "direction": direction, "text": text, "created_at": now}
-    return int((await session.execute(_INSERT_TRANSCRIPT.returning(_TRANSCRIPTS.c.id), values)).scalar_one())
+    return int((await db.execute(_INSERT_TRANSCRIPT.returning(_TRANSCRIPTS.c.id), values)).scalar_one())
 
 
 async def recent_transcript(
@@ -238,18 +231,19 @@ async def recent_transcript(
     return list(reversed((await session.execute(query)).scalars().all()))
 
 
-def record_unanswered(
-    session: AsyncSession, *, conversation_id: int, registry: str, text: str, language: str, now: datetime
+async def record_unanswered(
+    db: Database, *, conversation_id: int, registry: str, text: str, language: str, now: datetime
 ) -> None:
     """Keep a question no article answered: the content gaps staff review."""
-    session.add(
-        UnansweredQuestion(
-            conversation_id=conversation_id,
-            registry_key=registry,
-            language=language,
-            text=text,
-            created_at=now,
-        )
+    await db.execute(
+        insert(Base.metadata.tables[UnansweredQuestion.__tablename__]),
+        {
+            "conversation_id": conversation_id,
+            "registry": registry,
+            "language": language,
+            "text": text,
+            "created_at": now,
+        },
     )
 
 
@@ -699,9 +693,9 @@ async def open_escalations(session: AsyncSession, *, registry: str) -> list[Esca
     return list((await session.execute(query)).scalars().all())
 
 
-async def escalation_is_open(session: AsyncSession, escalation_id: int) -> bool:
+async def escalation_is_open(db: Database, escalation_id: int) -> bool:
     query = select(Escalation.status).where(Escalation.id == escalation_id)
-    return (await session.execute(query)).scalar_one_or_none() in OPEN_ESCALATION
+    return (await db.execute(query)).scalar_one_or_none() in OPEN_ESCALATION
 
 
 async def claim_escalation(session: AsyncSession, *, escalation_id: int, staff: str, now: datetime) -> bool:

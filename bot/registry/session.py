@@ -10,7 +10,13 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from bot.registry.inline_sqlite import inline_creator
 
@@ -44,8 +50,16 @@ def make_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> AsyncE
     return engine
 
 
+SESSION_OPTIONS: dict[str, Any] = {"expire_on_commit": False}
+
+
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+    return async_sessionmaker(engine, **SESSION_OPTIONS)
+
+
+def session_in(connection: AsyncConnection) -> AsyncSession:
+    """An ORM session inside ``connection``'s transaction: its flushes go there, the connection commits."""
+    return AsyncSession(bind=connection, **SESSION_OPTIONS)
 
 
 def alembic_config() -> Config:
