@@ -88,6 +88,7 @@ class Engine:
         self._recent: dict[tuple[str, str], deque[datetime]] = {}
         self._waiting: deque[Inbound] = deque(maxlen=MAX_WAITING)
         self._retrying: asyncio.Task[None] | None = None
+        self._answers: dict[tuple[str, str, str], Reply] = {}  # (article, its language, member's language)
 
     async def handle(self, inbound: Inbound) -> list[Reply]:
         """Handle one message; a delivery id seen before returns no replies and changes nothing.
@@ -448,6 +449,14 @@ class Engine:
     async def _answer(self, turn: Turn, state: dict[str, Any], article: Article) -> list[Reply]:
         if article.kind == "action" and article.flow in self.flows:
             return await self.start_flow(turn, state, article.flow)
+        # an article's answer depends only on the article and the member's language: rendered once
+        key = (article.id, article.lang, turn.lang)
+        reply = self._answers.get(key)
+        if reply is None:
+            reply = self._answers[key] = self._article_reply(turn, article)
+        return [reply]
+
+    def _article_reply(self, turn: Turn, article: Article) -> Reply:
         choices: list[Choice] = []
         offer = article.flow if article.flow in self.flows and article.flow in self.profile.flows else None
         if offer:
@@ -461,7 +470,7 @@ class Engine:
             (Link(turn.t(N_("Read more on the registry's site")), article.source),) if article.source else ()
         )
         text = turn.render("answer", article=article, offer=offer)
-        return [Reply(text, tuple(choices), links)]
+        return Reply(text, tuple(choices), links)
 
     def hours_reply(self, turn: Turn) -> Reply:
         """Whether the help desk is open now, and if not, when it opens (from the profile's hours)."""

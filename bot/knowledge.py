@@ -137,6 +137,8 @@ class _Index:
     term_topics: dict[str, list[str]] = field(default_factory=dict)  # topic_terms inverted, in topic order
     # postings with the phrase's weight of the term: term -> [(phrase number, weight)]
     weighted_postings: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    phrase_topic: list[str] = field(default_factory=list)  # by phrase number, for the search loop
+    phrase_total: list[float] = field(default_factory=list)
     marker_pieces: tuple[str, ...] = ()  # the Latin words of not_about markers, five letters or more
     idf: dict[str, float] = field(default_factory=dict)
     surface: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
@@ -193,7 +195,7 @@ def _left_out(index: _Index, words: list[str], candidates: set[str]) -> set[str]
     out = set()
     for topic in candidates:
         for latin, cjk in excluded.get(topic, ()):
-            if (latin or cjk) and all(p in present for p in latin) and all(p in joined for p in cjk):
+            if (latin or cjk) and present.issuperset(latin) and all(p in joined for p in cjk):
                 out.add(topic)
                 break
     return out
@@ -312,6 +314,8 @@ class KnowledgeBase:
                 index.term_topics.setdefault(term, []).append(topic)
         for term, numbers in index.postings.items():
             index.weighted_postings[term] = [(n, index.phrases[n].terms[term]) for n in numbers]
+        index.phrase_topic = [phrase.topic for phrase in index.phrases]
+        index.phrase_total = [phrase.total for phrase in index.phrases]
         index.marker_pieces = tuple(
             sorted(
                 {
@@ -398,31 +402,28 @@ class KnowledgeBase:
                     covered[number] += phrase_weight * similarity
             for topic in index.term_topics.get(term, ()):
                 topic_explained[topic] += amount
-        phrases = index.phrases
-        # only the topics some phrase speaks for can be left out
-        candidates = {phrases[number].topic for number in explained}
-        left_out = _left_out(index, text.words(query), candidates)
+        # each topic's best phrase, by the harmonic mean of the two coverages
+        phrase_topic, phrase_total = index.phrase_topic, index.phrase_total
         best_phrase: dict[str, float] = {}
         for number, amount in explained.items():
-            phrase = phrases[number]
-            topic = phrase.topic
-            if topic in left_out:
+            total = phrase_total[number]
+            if not total or not amount:
                 continue
             q_cover = amount / query_total
             if q_cover > 1.0:
                 q_cover = 1.0
-            total = phrase.total
-            if total:
-                p_cover = covered[number] / total
-                if p_cover > 1.0:
-                    p_cover = 1.0
-            else:
-                p_cover = 0.0
-            if q_cover and p_cover:
+            p_cover = covered[number] / total
+            if p_cover > 1.0:
+                p_cover = 1.0
+            if p_cover:
                 f = 2 * q_cover * p_cover / (q_cover + p_cover)
+                topic = phrase_topic[number]
                 best = best_phrase.get(topic)
                 if best is None or f > best:
                     best_phrase[topic] = f
+        # then the topics whose not_about markers the query has are left out
+        for topic in _left_out(index, text.words(query), set(best_phrase)):
+            del best_phrase[topic]
         # rank on the rounded score, then the topic id; only the returned matches are built
         ranked = sorted(
             (-round(0.7 * best + 0.3 * min(topic_explained[topic] / query_total, 1.0), 4), topic)

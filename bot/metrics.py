@@ -21,6 +21,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._turn_counters: dict[tuple[str, str], Counter] = {}
+        self._latencies: dict[str, Histogram] = {}
         self.turns = Counter(
             "registry_bot_turns",
             "Turns handled, by channel and outcome",
@@ -50,8 +52,14 @@ class Metrics:
         )
 
     def turn(self, channel: str, outcome: str, seconds: float) -> None:
-        self.turns.labels(channel=channel, outcome=outcome).inc()
-        self.turn_seconds.labels(channel=channel).observe(seconds)
+        counter = self._turn_counters.get((channel, outcome))
+        if counter is None:  # looking a labelled child up costs more than counting: keep each one
+            counter = self._turn_counters[(channel, outcome)] = self.turns.labels(channel, outcome)
+        latency = self._latencies.get(channel)
+        if latency is None:
+            latency = self._latencies[channel] = self.turn_seconds.labels(channel)
+        counter.inc()
+        latency.observe(seconds)
 
     async def render(self, sessionmaker: async_sessionmaker[AsyncSession]) -> bytes:
         """The exposition text, with the database gauges read now."""
