@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, 261})  # 261: SQLITE_BUSY_RECOVERY
 FIRST_PAUSE, MAX_PAUSE = 0.001, 0.05  # seconds between tries while another connection writes
@@ -145,7 +145,7 @@ class InlineConnection:
             self._connection = None
 
 
-def inline_creator(url: str, timeout: float) -> Callable[[], Any]:
+def inline_creator(url: str | URL, timeout: float) -> Callable[[], Any]:
     """The ``async_creator`` for ``create_async_engine``: new inline connections to ``url``'s file."""
     parsed = make_url(url)
     database = parsed.database or ":memory:"

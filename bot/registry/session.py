@@ -9,7 +9,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -29,14 +29,18 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 def make_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> AsyncEngine:
     """An async engine. SQLite gets WAL, foreign keys and a busy timeout; PostgreSQL a schema if given.
 
-    SQLite statements run on the event loop's thread (see ``inline_sqlite``); a locked database is waited
-    for without blocking the loop, up to ``SQLITE_BUSY_TIMEOUT`` seconds.
+    Any SQLite URL (``sqlite:///file.db``, ``sqlite+aiosqlite:///file.db``) runs its statements on the event
+    loop's thread (see ``inline_sqlite``); a locked database is waited for without blocking the loop, up to
+    ``SQLITE_BUSY_TIMEOUT`` seconds.
     """
-    if url.startswith("sqlite"):
-        kwargs.setdefault("async_creator", inline_creator(url, SQLITE_BUSY_TIMEOUT))
+    target = make_url(url)
+    if target.get_backend_name() == "sqlite":
+        # SQLAlchemy's aiosqlite dialect, given connections that run on the loop's thread
+        target = target.set(drivername="sqlite+aiosqlite")
+        kwargs.setdefault("async_creator", inline_creator(target, SQLITE_BUSY_TIMEOUT))
     elif schema:
         kwargs.setdefault("connect_args", {"server_settings": {"search_path": schema}})
-    engine = create_async_engine(url, **kwargs)
+    engine = create_async_engine(target, **kwargs)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine.sync_engine, "connect")
