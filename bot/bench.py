@@ -66,9 +66,9 @@ def default_postgres_url() -> str:
 class Options:
     seconds: float = 4.0  # length of each measured phase
     members: int = 200  # simulated members with a conversation in flight
-    # turns running inside the engine at the same time; None: 1 on SQLite (it lets one transaction write at
-    # a time: more turns at once only sleep in its busy handler, p99 in the hundreds of milliseconds) and 4
-    # on PostgreSQL (the server works on one turn while the bench goes on with another)
+    # turns running inside the engine at the same time; None: 1 on SQLite (its statements run on the event
+    # loop's thread, so turns run one after another anyway: more at once add only their waiting to each
+    # other's latency) and 4 on PostgreSQL (the server works on one turn while the bench goes on with another)
     concurrency: int | None = None
     postgres_url: str | None = None  # None: SQLite only
     pin: bool = True  # run on one CPU core
