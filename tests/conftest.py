@@ -80,7 +80,22 @@ def make_app(database: tuple[str, str | None], clock: Clock) -> Callable[..., Ap
 @pytest.fixture
 async def app(make_app: Callable[..., App]) -> AsyncIterator[App]:
     """The California assistant on a migrated database with the demo data."""
-    application = make_app()
+    async with ready(make_app()) as application:
+        yield application
+
+
+@pytest.fixture
+async def sqlite_app(tmp_path: Path) -> AsyncIterator[App]:
+    """The California assistant on a SQLite file of its own, with no rate limit (for tests that send many
+    messages fast, and for what is particular to SQLite)."""
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'registry.db'}", rate_limit_per_minute=0)
+    async with ready(App.build(settings, registry="ca", clock=Clock(MONDAY_MORNING))) as application:
+        yield application
+
+
+@contextlib.asynccontextmanager
+async def ready(application: App) -> AsyncIterator[App]:
+    """``application`` on its migrated database with the demo data, closed afterwards."""
     await application.migrate()
     await application.seed_demo()
     try:

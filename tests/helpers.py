@@ -6,6 +6,9 @@ import itertools
 import re
 from typing import Any
 
+from sqlalchemy import func, select
+
+from bot.app import App
 from bot.engine import Engine
 from bot.messages import Inbound, Reply
 
@@ -86,3 +89,12 @@ async def verify(
     code = re.search(r"\b(\d{6})\b", mail.body)
     assert code is not None
     return await chatter.say(code.group(1))
+
+
+async def count_rows(app: App, model: type, *where: Any, **equal: Any) -> int:
+    """Rows of ``model`` matching the ``where`` clauses and the ``column=value`` pairs."""
+    query = select(func.count()).select_from(model).where(*where)
+    for column, value in equal.items():
+        query = query.where(getattr(model, column) == value)
+    async with app.sessionmaker() as session:
+        return int((await session.execute(query)).scalar_one())

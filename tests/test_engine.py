@@ -6,20 +6,12 @@ import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot.app import App
 from bot.registry.models import Conversation, Escalation, ProcessedUpdate, TranscriptEntry, UnansweredQuestion
 from tests.conftest import Clock
-from tests.helpers import Chatter
-
-
-async def count(app: App, model: type, **where: object) -> int:
-    async with app.sessionmaker() as session:
-        query = select(func.count()).select_from(model)
-        for column, value in where.items():
-            query = query.where(getattr(model, column) == value)
-        return int((await session.execute(query)).scalar_one())
+from tests.helpers import Chatter, count_rows
 
 
 async def test_answers_a_question_with_the_article_and_its_source(app: App) -> None:
@@ -27,7 +19,7 @@ async def test_answers_a_question_with_the_article_and_its_source(app: App) -> N
     text = await member.say("How do I withdraw from a training?")
     assert "Withdraw" in text and "My Training Events" in text
     assert member.last[0].links and member.last[0].links[0].url.startswith("https://")
-    assert await count(app, TranscriptEntry) == 2
+    assert await count_rows(app, TranscriptEntry) == 2
 
 
 async def test_duplicate_delivery_is_ignored(app: App) -> None:
@@ -36,8 +28,8 @@ async def test_duplicate_delivery_is_ignored(app: App) -> None:
     assert "Forgot Password" in first
     again = await member.say("I forgot my password", delivery_id="same-id")
     assert again == "" and member.last == []
-    assert await count(app, TranscriptEntry) == 2
-    assert await count(app, ProcessedUpdate) == 1
+    assert await count_rows(app, TranscriptEntry) == 2
+    assert await count_rows(app, ProcessedUpdate) == 1
 
 
 async def test_language_and_flow_step_survive_a_new_engine(make_app: Callable[..., App], app: App) -> None:
@@ -53,7 +45,7 @@ async def test_language_and_flow_step_survive_a_new_engine(make_app: Callable[..
         again = Chatter(restarted.engine, member.user_id)
         text = await again.say("No puedo entrar a mi cuenta desde ayer")
         assert "Gracias" in text  # the hand-off continued at its step, in Spanish
-        assert await count(restarted, Escalation, language="es") == 1
+        assert await count_rows(restarted, Escalation, language="es") == 1
     finally:
         await restarted.close()
 
@@ -66,7 +58,7 @@ async def test_turns_of_one_conversation_run_one_at_a_time(app: App) -> None:
         rows = (await session.execute(select(TranscriptEntry).order_by(TranscriptEntry.id))).scalars().all()
     directions = [row.direction for row in rows]
     assert directions == ["in", "out"] * 8  # never two turns interleaved
-    assert await count(app, Conversation) == 1
+    assert await count_rows(app, Conversation) == 1
 
 
 async def test_unknown_question_offers_a_person_and_is_recorded(app: App) -> None:
@@ -74,7 +66,7 @@ async def test_unknown_question_offers_a_person_and_is_recorded(app: App) -> Non
     text = await member.say("What's the weather in Sacramento today?")
     assert "don't have an answer" in text
     assert "Talk to a person" in member.buttons()
-    assert await count(app, UnansweredQuestion) == 1
+    assert await count_rows(app, UnansweredQuestion) == 1
 
 
 async def test_close_call_asks_which_topic_was_meant(app: App) -> None:
@@ -92,7 +84,7 @@ async def test_flow_offer_button_and_cancel(app: App) -> None:
     assert "What would you like help with" in member.last[0].text
     text = await member.say("cancel")
     assert "stopped" in text
-    assert await count(app, Escalation) == 0
+    assert await count_rows(app, Escalation) == 0
     text = await member.say("cancel")
     assert "nothing in progress" in text
 
@@ -123,7 +115,7 @@ async def test_flow_left_for_a_day_starts_over(app: App, clock: Clock) -> None:
     clock.now += timedelta(hours=25)
     text = await member.say("hello")
     assert "been a while" in text
-    assert await count(app, Escalation) == 0
+    assert await count_rows(app, Escalation) == 0
 
 
 async def test_empty_message_gets_a_polite_reply(app: App) -> None:

@@ -8,20 +8,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
 
 from bot.app import App
 from bot.registry.models import OutboxMessage, ProcessedUpdate, TranscriptEntry, VerificationCode
 from tests.conftest import Clock
-from tests.helpers import Chatter, latest_mail, verify
+from tests.helpers import Chatter, count_rows, latest_mail, verify
 from tests.test_cli import run
 
 MARIA = ("10000001", "maria.lopez@example.org")
-
-
-async def count(app: App, model: type) -> int:
-    async with app.sessionmaker() as session:
-        return int((await session.execute(select(func.count()).select_from(model))).scalar_one())
 
 
 async def test_purge_deletes_only_what_is_past_its_retention(app: App, clock: Clock) -> None:
@@ -29,19 +23,19 @@ async def test_purge_deletes_only_what_is_past_its_retention(app: App, clock: Cl
     await old.say("verify my account")
     await old.say(MARIA[0])
     await old.say(MARIA[1])  # a code, and an e-mail that stays unsent
-    old_entries = await count(app, TranscriptEntry)
+    old_entries = await count_rows(app, TranscriptEntry)
     clock.now += timedelta(days=200)
     recent = Chatter(app.engine, "recent")
     await recent.say("I forgot my password")
-    recent_entries = await count(app, TranscriptEntry) - old_entries
+    recent_entries = await count_rows(app, TranscriptEntry) - old_entries
 
     purged = await app.purge()
     assert purged["transcripts"] == old_entries and purged["verification_codes"] == 1
     assert purged["processed_deliveries"] == 3 and purged["sent_mail"] == 0
-    assert await count(app, TranscriptEntry) == recent_entries  # the recent conversation stays
-    assert await count(app, VerificationCode) == 0
-    assert await count(app, ProcessedUpdate) == 1
-    assert await count(app, OutboxMessage) == 1  # unsent mail is never purged
+    assert await count_rows(app, TranscriptEntry) == recent_entries  # the recent conversation stays
+    assert await count_rows(app, VerificationCode) == 0
+    assert await count_rows(app, ProcessedUpdate) == 1
+    assert await count_rows(app, OutboxMessage) == 1  # unsent mail is never purged
     assert await app.purge() == dict.fromkeys(purged, 0)  # nothing more to do
 
 

@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import html.parser
 import itertools
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot.app import App
 from bot.channels.slack import _escape as slack_escape
 from bot.channels.telegram import to_html
-from bot.config import LANGUAGES, Settings
+from bot.config import LANGUAGES
 from bot.registry.models import Appeal, AuditRequest, Conversation, Escalation
-from tests.conftest import MONDAY_MORNING, Clock
-from tests.helpers import Chatter, verify
+from tests.helpers import Chatter, count_rows, verify
 
 HOSTILE = st.sampled_from(
     [
@@ -53,24 +51,6 @@ PROPERTY_SETTINGS = settings(
 _users = itertools.count(1)
 
 
-@pytest.fixture
-async def sqlite_app(tmp_path: Path) -> AsyncIterator[App]:
-    """One app for all examples of a test (no rate limit: hypothesis is a very fast typist)."""
-    settings_ = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'p.db'}", rate_limit_per_minute=0)
-    app = App.build(settings_, clock=Clock(MONDAY_MORNING))
-    await app.migrate()
-    await app.seed_demo()
-    try:
-        yield app
-    finally:
-        await app.close()
-
-
-async def rows(app: App, model: type) -> int:
-    async with app.sessionmaker() as session:
-        return int((await session.execute(select(func.count()).select_from(model))).scalar_one())
-
-
 async def check_polite(app: App, member: Chatter, text: str) -> None:
     reply = await member.say(text)
     assert member.last, f"no reply to {text[:40]!r}"
@@ -90,7 +70,7 @@ async def test_any_message_at_any_step_gets_a_polite_reply(sqlite_app: App, step
         examples.append(text)
 
     collect()
-    escalations = await rows(sqlite_app, Escalation)
+    escalations = await count_rows(sqlite_app, Escalation)
     for text in examples:
         member = Chatter(sqlite_app.engine, f"{step}-{next(_users)}")
         if step in ("registry_id", "email"):
@@ -101,7 +81,7 @@ async def test_any_message_at_any_step_gets_a_polite_reply(sqlite_app: App, step
             await member.say("talk to a person")
         await check_polite(sqlite_app, member, text)
     if step != "handoff":
-        assert await rows(sqlite_app, Escalation) == escalations
+        assert await count_rows(sqlite_app, Escalation) == escalations
 
 
 async def test_any_message_in_an_audit_request_files_nothing_unconfirmed(sqlite_app: App) -> None:
@@ -121,8 +101,8 @@ async def test_any_message_in_an_audit_request_files_nothing_unconfirmed(sqlite_
         await member.say(payload="s:audit-request:category:education")
         await check_polite(sqlite_app, member, text)  # the description step
         await check_polite(sqlite_app, member, text)  # whatever step that led to
-    assert await rows(sqlite_app, AuditRequest) == 2  # the demo's, nothing filed without a confirmation
-    assert await rows(sqlite_app, Appeal) == 0
+    assert await count_rows(sqlite_app, AuditRequest) == 2  # the demo's, nothing filed without a confirmation
+    assert await count_rows(sqlite_app, Appeal) == 0
 
 
 class _Tags(html.parser.HTMLParser):

@@ -4,31 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
 
 from bot.app import App
 from bot.config import Settings
 from bot.messages import Reply
 from bot.registry import session as registry_session
 from bot.registry.models import TranscriptEntry
-from tests.conftest import MONDAY_MORNING, Clock
-from tests.helpers import Chatter
-
-
-@pytest.fixture
-async def sqlite_app(tmp_path: Path) -> AsyncIterator[App]:
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'registry.db'}", rate_limit_per_minute=0)
-    app = App.build(settings, registry="ca", clock=Clock(MONDAY_MORNING))
-    await app.migrate()
-    await app.seed_demo()
-    try:
-        yield app
-    finally:
-        await app.close()
+from tests.conftest import MONDAY_MORNING, Clock, ready
+from tests.helpers import Chatter, count_rows
 
 
 def hold_write_lock(app: App) -> sqlite3.Connection:
@@ -48,11 +34,6 @@ async def ticks_during(seconds: float) -> int:
     return fired
 
 
-async def transcript_rows(app: App) -> int:
-    async with app.sessionmaker() as session:
-        return int((await session.execute(select(func.count()).select_from(TranscriptEntry))).scalar_one())
-
-
 async def test_a_turn_waits_for_another_writer_while_the_event_loop_goes_on(sqlite_app: App) -> None:
     other = hold_write_lock(sqlite_app)
     try:
@@ -60,14 +41,14 @@ async def test_a_turn_waits_for_another_writer_while_the_event_loop_goes_on(sqli
         fired = await ticks_during(0.3)
         assert not turn.done()  # it is waiting for the lock...
         assert fired >= 10  # ...and other members' work (here a timer) went on meanwhile
-        assert await transcript_rows(sqlite_app) == 0  # reading is not blocked either
+        assert await count_rows(sqlite_app, TranscriptEntry) == 0  # reading is not blocked either
     finally:
         other.execute("COMMIT")
         other.close()
     async with asyncio.timeout(5):
         answer = await turn
     assert "Forgot Password" in answer
-    assert await transcript_rows(sqlite_app) == 2  # the question and the answer, written once
+    assert await count_rows(sqlite_app, TranscriptEntry) == 2  # the question and the answer, written once
 
 
 async def test_a_lock_held_past_the_busy_timeout_gets_the_apology_and_the_message_is_kept(
@@ -75,31 +56,26 @@ async def test_a_lock_held_past_the_busy_timeout_gets_the_apology_and_the_messag
 ) -> None:
     monkeypatch.setattr(registry_session, "SQLITE_BUSY_TIMEOUT", 0.2)
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'registry.db'}", rate_limit_per_minute=0)
-    app = App.build(settings, registry="ca", clock=Clock(MONDAY_MORNING))
-    await app.migrate()
-    await app.seed_demo()
-    delivered: list[list[Reply]] = []
+    async with ready(App.build(settings, registry="ca", clock=Clock(MONDAY_MORNING))) as app:
+        delivered: list[list[Reply]] = []
 
-    async def deliver_later(_channel: str, _user_id: str, replies: list[Reply]) -> bool:
-        delivered.append(replies)
-        return True
+        async def deliver_later(_channel: str, _user_id: str, replies: list[Reply]) -> bool:
+            delivered.append(replies)
+            return True
 
-    app.engine.deliver_later = deliver_later
-    member = Chatter(app.engine, "patient")
-    other = hold_write_lock(app)
-    try:
-        apology = await member.say("olvidé mi contraseña", delivery_id="kept")
-        assert "(855) 645-0826" in apology and "Forgot Password" not in apology
-        assert await transcript_rows(app) == 0  # nothing half-written
-    finally:
-        other.execute("COMMIT")
-        other.close()
-    try:
+        app.engine.deliver_later = deliver_later
+        member = Chatter(app.engine, "patient")
+        other = hold_write_lock(app)
+        try:
+            apology = await member.say("olvidé mi contraseña", delivery_id="kept")
+            assert "(855) 645-0826" in apology and "Forgot Password" not in apology
+            assert await count_rows(app, TranscriptEntry) == 0  # nothing half-written
+        finally:
+            other.execute("COMMIT")
+            other.close()
         async with asyncio.timeout(10):
             while not delivered:
                 await asyncio.sleep(0.05)
         assert "Forgot Password" in delivered[0][0].text
-        assert await transcript_rows(app) == 2
+        assert await count_rows(app, TranscriptEntry) == 2
         assert await member.say("olvidé mi contraseña", delivery_id="kept") == ""  # a redelivery
-    finally:
-        await app.close()

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import func, select
+from sqlalchemy import select
 from starlette.applications import Starlette
 from telegram import Update
 from telegram.error import InvalidToken
@@ -26,7 +26,7 @@ from bot.channels.telegram import CALLBACK_DATA_LIMIT, SECRET_HEADER, TelegramCh
 from bot.i18n import gettext
 from bot.registry.models import AuditRequest, Conversation, Document, Enrollment, Member, Training
 from tests.fakes.telegram_api import Call, FakeBotAPI
-from tests.helpers import latest_mail
+from tests.helpers import count_rows, latest_mail
 
 WEI = ("10000002", "wei.chen@example.org")
 JAMES = ("10000003", "james.carter@example.org")
@@ -174,13 +174,6 @@ async def code_for(app: App, email: str) -> str:
     found = re.search(r"\b(\d{6})\b", mail.body)
     assert found is not None
     return found.group(1)
-
-
-async def count(app: App, model: type, *where: Any) -> int:
-    async with app.sessionmaker() as session:
-        return int(
-            (await session.execute(select(func.count()).select_from(model).where(*where))).scalar_one()
-        )
 
 
 # -- 1. a withdrawal in Chinese, with buttons ----------------------------------------------------------------
@@ -356,7 +349,7 @@ async def test_a_redelivered_update_changes_nothing(
     finally:
         await restarted.stop()
     assert len(api.sent(7004)) == replies
-    assert await count(app, Conversation) == 1
+    assert await count_rows(app, Conversation) == 1
 
 
 # -- 5. the command menu in three languages ------------------------------------------------------------------
@@ -389,7 +382,7 @@ async def test_a_group_gets_one_polite_private_only_reply(app: App, polling: Har
     assert reply.params["chat_id"] == group["id"] and reply.params["reply_parameters"]["message_id"]
     assert reply.buttons[0]["url"] == "https://t.me/registry_help_bot"
     assert await ana.say("hola?") == ""  # said once per group
-    assert await count(app, Conversation) == 0  # the engine was never called
+    assert await count_rows(app, Conversation) == 0  # the engine was never called
 
 
 # -- buttons, polling mode, text -----------------------------------------------------------------------------

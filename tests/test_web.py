@@ -12,12 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot.app import App
 from bot.channels.web import COOKIE, MAX_UPLOAD, VisitorCookie, WebChat, create_asgi, negotiate
 from bot.registry.models import AuditRequest, Document, TranscriptEntry
-from tests.helpers import latest_mail
+from tests.helpers import count_rows, latest_mail
 
 SECRET = b"test-secret-for-the-web-chat-cookie"
 JAMES = ("10000003", "james.carter@example.org")
@@ -97,11 +97,6 @@ class Visitor:
         code = re.search(r"\b(\d{6})\b", mail.body)
         assert code is not None
         return await self.say(code.group(1))
-
-
-async def transcript_count(app: App) -> int:
-    async with app.sessionmaker() as session:
-        return int((await session.execute(select(func.count()).select_from(TranscriptEntry))).scalar_one())
 
 
 # --- language -----------------------------------------------------------------------------------------------
@@ -191,7 +186,7 @@ async def test_a_double_submitted_delivery_id_gets_no_second_reply(app: App, cli
     await visitor.client.get("/")
     first = await visitor.post(delivery_id="click-0000001", text="hello")
     assert first.json()["replies"] and first.json()["duplicate"] is False
-    count = await transcript_count(app)
+    count = await count_rows(app, TranscriptEntry)
     again = await visitor.post(delivery_id="click-0000001", text="hello")
     assert again.status_code == 200 and again.json()["replies"] == [] and again.json()["duplicate"] is True
     # two at once (a double click): exactly one is answered
@@ -200,7 +195,7 @@ async def test_a_double_submitted_delivery_id_gets_no_second_reply(app: App, cli
         visitor.post(delivery_id="click-0000002", text="thanks"),
     )
     assert sorted(bool(response.json()["replies"]) for response in both) == [False, True]
-    assert await transcript_count(app) == count + 2  # one "thanks" and one answer
+    assert await count_rows(app, TranscriptEntry) == count + 2  # one "thanks" and one answer
     # the same client id from another visitor is a different delivery
     stranger = Visitor(clients())
     assert (await stranger.post(delivery_id="click-0000001", text="hello")).json()["replies"]
