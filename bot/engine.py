@@ -88,6 +88,8 @@ class Engine:
         self._recent: dict[tuple[str, str], deque[datetime]] = {}
         self._waiting: deque[Inbound] = deque(maxlen=MAX_WAITING)
         self._retrying: asyncio.Task[None] | None = None
+        self._events: asyncio.Queue[tuple[str, int]] = asyncio.Queue()  # for the listeners, in order
+        self._notifier: asyncio.Task[None] | None = None
         self._answers: dict[tuple[str, str, str], Reply] = {}  # (article, its language, member's language)
 
     async def handle(self, inbound: Inbound) -> list[Reply]:
@@ -172,11 +174,13 @@ class Engine:
                     logger.exception("could not deliver the replies of a retried message")
 
     async def close(self) -> None:
-        """Stop retrying (messages still waiting are redelivered by the platforms or asked again)."""
-        if self._retrying is not None:
-            self._retrying.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retrying
+        """Stop retrying (messages still waiting are redelivered by the platforms or asked again) and
+        stop telling listeners (``settle`` first to let them hear what is queued)."""
+        for task in (self._retrying, self._notifier):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     def _count(self, channel: str, outcome: str, seconds: float) -> None:
         if self.metrics is not None:
@@ -260,13 +264,41 @@ class Engine:
                     "ms": round(seconds * 1000, 2),
                 },
             )
-        for event, row_id in turn.events:
-            for listener in self.listeners:
-                try:
-                    await listener(event, row_id)
-                except Exception:  # a notification failing must not lose the member's confirmed request
-                    logger.exception("listener failed for %s", event)
+        self._notify(turn.events)
         return replies
+
+    # -- telling staff ------------------------------------------------------------------------------------
+
+    def _notify(self, events: list[tuple[str, int]]) -> None:
+        """Queue what the turn recorded for the listeners. The member's reply does not wait for Slack (a
+        rate limit there can mean a pause of many seconds); one worker keeps the events in order, so a
+        hand-off's card is posted before the messages that go in its thread."""
+        if not events or not self.listeners:
+            return
+        if self._notifier is None or self._notifier.done():
+            self._notifier = asyncio.create_task(self._tell_listeners(), name="engine-notifications")
+        for event in events:
+            self._events.put_nowait(event)
+
+    async def _tell_listeners(self) -> None:
+        while True:
+            event, row_id = await self._events.get()
+            try:
+                for listener in self.listeners:
+                    try:
+                        await listener(event, row_id)
+                    except Exception:  # a notification failing must not stop the ones after it
+                        logger.exception("listener failed for %s", event)
+            finally:
+                self._events.task_done()
+
+    async def settle(self, timeout: float | None = None) -> bool:
+        """Wait until the listeners have heard every event so far; False if ``timeout`` ran out first."""
+        try:
+            await asyncio.wait_for(self._events.join(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     # -- routing ------------------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from bot.messages import Reply
 
 logger = logging.getLogger(__name__)
 
+SETTLE_TIMEOUT = 10.0  # seconds to finish telling staff at shutdown
 HEALTH_TIMEOUT = 3.0  # seconds; a database that does not answer a SELECT 1 in this time counts as down
 
 
@@ -97,7 +98,12 @@ class Services:
             logger.info("e-mail outbox delivery started")
 
     async def stop(self) -> None:
-        """Stop the channels in reverse order, then the outbox delivery (unsent mail stays in the outbox)."""
+        """Stop the channels in reverse order, then the outbox delivery (unsent mail stays in the outbox).
+
+        Staff are told of what the last turns recorded before the channels go (for ``SETTLE_TIMEOUT`` at
+        most)."""
+        if not await self.app.engine.settle(SETTLE_TIMEOUT):
+            logger.warning("stopping with notifications for staff still queued")
         while self._started:
             channel = self._started.pop()
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
@@ -321,6 +322,24 @@ async def test_rate_limits_are_retried_after_the_pause_slack_asks_for(desk: Desk
         "chat.postMessage",
     ]
     assert (await escalation(desk.app)).slack_ts
+
+
+async def test_the_members_reply_does_not_wait_for_slack_and_staff_hear_in_order(desk: Desk) -> None:
+    desk.slack.hold = asyncio.Event()  # Slack is slow to answer (a rate limit can mean many seconds)
+    member = Chatter(desk.app.engine, "hurried")
+    await member.say("talk to a person")
+    # the engine, as a channel calls it: the confirmation comes back while the card is still on its way
+    confirmed = await desk.app.engine.handle(member.inbound("Where is my certificate?"))
+    assert "help desk" in confirmed[0].text.lower()
+    assert desk.slack.called("chat.postMessage") == []
+    relayed = await desk.app.engine.handle(member.inbound("It was a CPR class"))
+    assert relayed == []  # a person has the conversation: the assistant is quiet
+    desk.slack.hold.set()
+    assert await desk.app.engine.settle(timeout=10)
+    card, in_thread = desk.slack.called("chat.postMessage")
+    assert "Where is my certificate?" in json.dumps(card.blocks)
+    assert in_thread.params["thread_ts"] == (await escalation(desk.app)).slack_ts
+    assert "It was a CPR class" in in_thread.text
 
 
 async def test_server_errors_are_retried_and_post_once(desk: Desk) -> None:

@@ -1,7 +1,8 @@
 """A local Slack Web API on 127.0.0.1: the methods the help desk app calls, each call recorded.
 
 Point slack-sdk at it with ``base_url``; ``rate_limit_next`` makes the next call answer 429 with
-Retry-After, as Slack does. Also serves ``/respond`` for slash-command ``response_url`` replies, and runs
+Retry-After, as Slack does; ``hold`` (an event) keeps posts waiting until it is set, as a slow Slack
+would. Also serves ``/respond`` for slash-command ``response_url`` replies, and runs
 any extra Starlette routes (the app under test) on the same loopback server when asked.
 """
 
@@ -52,6 +53,7 @@ class FakeSlack:
         self.names = names or {}
         self.rate_limit_next = 0
         self.server_error_next = 0
+        self.hold: asyncio.Event | None = None
         self.uploads: dict[str, bytes] = {}  # file id -> the bytes uploaded
         self._files = itertools.count(1)
         self._ts = itertools.count(1)
@@ -102,6 +104,8 @@ class FakeSlack:
     async def _method(self, request: Request) -> Response:
         method = request.path_params["method"]
         params = await self._params(request)
+        if self.hold is not None and method == "chat.postMessage":
+            await self.hold.wait()
         if self.server_error_next and method != "auth.test":
             self.server_error_next -= 1
             self.calls.append(SlackCall(f"{method} (503)", params))
