@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import sys
@@ -22,37 +23,43 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="registry-bot", description="Help desk assistant for ECE workforce registries"
     )
-    parser.add_argument("--registry", help="registry profile (ca, ct); default REGISTRY_BOT_REGISTRY or ca")
+    registry_help = "registry profile (ca, ct); default REGISTRY_BOT_REGISTRY or ca"
+    parser.add_argument("--registry", help=registry_help)
+    # --registry also after the command (`registry-bot ask --json --registry ct`); absent there, the value
+    # given before the command (or none) stands
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--registry", default=argparse.SUPPRESS, help=registry_help)
     commands = parser.add_subparsers(dest="command", required=True)
+    add_command = functools.partial(commands.add_parser, parents=[common])
 
-    chat = commands.add_parser("chat", help="chat in the terminal (piped stdin: one message per line)")
+    chat = add_command("chat", help="chat in the terminal (piped stdin: one message per line)")
     chat.add_argument("--user", default="console", help="the chat user id (default: console)")
     chat.add_argument("--lang", choices=LANGUAGES, help="starting language")
 
-    ask = commands.add_parser("ask", help="which topic would answer each question on stdin")
+    ask = add_command("ask", help="which topic would answer each question on stdin")
     ask.add_argument("--json", action="store_true", help="one JSON object per line")
     ask.add_argument("--lang", default="auto", choices=("auto", *LANGUAGES))
 
-    evaluate = commands.add_parser("eval", help="score a questions file (JSON lines)")
+    evaluate = add_command("eval", help="score a questions file (JSON lines)")
     evaluate.add_argument("file", type=Path)
     evaluate.add_argument("--verbose", "-v", action="store_true", help="list every miss")
 
-    database = commands.add_parser("db", help="database: upgrade, downgrade, seed-demo")
+    database = add_command("db", help="database: upgrade, downgrade, seed-demo")
     database.add_argument("action", choices=("upgrade", "downgrade", "seed-demo"))
     database.add_argument("--revision", default=None)
 
-    knowledge = commands.add_parser("kb", help="knowledge base: check")
+    knowledge = add_command("kb", help="knowledge base: check")
     knowledge.add_argument("action", choices=("check",))
 
-    serve = commands.add_parser(
+    serve = add_command(
         "serve", help="run the web chat and every configured channel on one HTTP server, with /healthz"
     )
     serve.add_argument("--host", help="interface to listen on (default REGISTRY_BOT_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default REGISTRY_BOT_PORT or 8080)")
 
-    commands.add_parser("purge", help="delete personal data older than its retention (see README, Privacy)")
+    add_command("purge", help="delete personal data older than its retention (see README, Privacy)")
 
-    bench = commands.add_parser(
+    bench = add_command(
         "bench", help="measure speed: retrieval, and turns on SQLite and PostgreSQL with simulated members"
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object")
@@ -70,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--no-pin", action="store_true", help="do not pin the bench to one CPU core")
 
-    outbox = commands.add_parser("outbox", help="list e-mail waiting in the outbox, or send it")
+    outbox = add_command("outbox", help="list e-mail waiting in the outbox, or send it")
     outbox.add_argument("--all", action="store_true", help="include e-mail already sent")
     outbox.add_argument("--send", action="store_true", help="deliver what is due over SMTP now")
     return parser

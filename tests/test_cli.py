@@ -69,10 +69,16 @@ def test_ask_json_prints_one_object_per_question(tmp_path: Path) -> None:
         assert isinstance(record["score"], float) and isinstance(record["alternatives"], list)
 
 
-def test_ask_for_another_registry_and_a_fixed_language(tmp_path: Path) -> None:
-    result = run(
-        ["--registry", "ct", "ask", "--json", "--lang", "es"], tmp_path, "Who can join the registry?\n"
-    )
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ask", "--json", "--registry", "ct", "--lang", "es"],  # as design.md writes it
+        ["--registry", "ct", "ask", "--json", "--lang", "es"],
+    ],
+)
+def test_ask_for_another_registry_and_a_fixed_language(tmp_path: Path, argv: list[str]) -> None:
+    result = run(argv, tmp_path, "Who can join the registry?\n")
+    assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
     assert (record["topic"], record["lang"]) == ("ct-who-can-join", "es")
 
