@@ -370,6 +370,11 @@ class KnowledgeBase:
             out.append((text.WHAT_TERM, 1.0, index.idf[text.WHAT_TERM]))
         return out
 
+    def query_weight(self, query: str, registry: str, lang: str | None = None) -> float:
+        """The summed weight of the query's words (known or not): what a match's evidence is out of."""
+        index = self._indexes.get(registry)
+        return sum(weight for _, _, weight in self._query_terms(index, query, lang)) if index else 0.0
+
     def search(self, query: str, registry: str, *, lang: str | None = None, limit: int = 5) -> list[Match]:
         """Topics of ``registry`` ranked by how well they answer ``query`` (scores from 0 to 1).
 

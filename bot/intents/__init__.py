@@ -64,6 +64,9 @@ Kind = Literal["command", "intent", "language", "answer", "clarify", "unknown", 
 MARGIN = 0.06  # how far the best topic must lead the next one to be answered without asking
 CLEAR_LEAD = 0.3  # a lead this large answers even a loosely worded question
 MIN_EVIDENCE = 1.2  # a lone common word ("training") is too little to answer on: ask instead
+# a loosely worded question is answered when the best topic leads by this much, with this much evidence
+# (summed word weights) making up this share of the question's weight
+SUPPORTED_LEAD, SUPPORTED_EVIDENCE, SUPPORTED_SHARE = 0.14, 5.0, 0.4
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,10 +186,18 @@ class Understander:
             return Understanding("unknown", None, matches[0].score if matches else 0.0)
         best = matches[0]
         runner_up = matches[1].score if len(matches) > 1 else 0.0
-        clear_lead = best.score - runner_up >= CLEAR_LEAD and best.score >= self.clarify_threshold + 0.05
+        lead = best.score - runner_up
+        clear_lead = lead >= CLEAR_LEAD and best.score >= self.clarify_threshold + 0.05
+        # a chatty question that is plainly about one topic: many of its words speak for it, and nothing
+        # else comes close (out-of-scope questions share a word or two with an article, not a passage)
+        well_supported = (
+            lead >= SUPPORTED_LEAD
+            and best.evidence >= SUPPORTED_EVIDENCE
+            and best.evidence >= SUPPORTED_SHARE * self.knowledge.query_weight(message, registry, lang)
+        )
         enough = best.evidence >= MIN_EVIDENCE
         if enough and (
-            (best.score >= self.answer_threshold and best.score - runner_up >= MARGIN) or clear_lead
+            (best.score >= self.answer_threshold and lead >= MARGIN) or clear_lead or well_supported
         ):
             others = tuple(m.topic for m in matches[1:3] if m.score >= self.clarify_threshold)
             return Understanding("answer", best.topic, best.score, others)
