@@ -115,6 +115,15 @@ class Engine:
                 self._retrying = asyncio.create_task(self._retry_waiting())
             return [Reply(self._render_early(inbound, "database_down"))]
 
+    async def language_of(self, channel: str, user_id: str) -> str | None:
+        """The language of this chat user's conversation, for what a channel says on its own (a refused
+        file, an error); None when there is none yet or the database cannot say."""
+        try:
+            async with self.database.connect() as connection:
+                return await repo.conversation_language(connection, channel=channel, user_id=user_id)
+        except DATABASE_ERRORS:
+            return None
+
     async def _serialized(self, inbound: Inbound) -> list[Reply]:
         key = (inbound.channel, inbound.user_id)
         lock = self._locks.get(key)

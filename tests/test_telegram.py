@@ -284,6 +284,17 @@ async def test_documents_are_downloaded_for_an_audit_and_too_large_ones_refused(
     assert {d.filename for d in stored} == {"cert.pdf", "photo-pl.jpg"}
 
 
+async def test_what_the_channel_says_itself_follows_the_language_the_member_chose(polling: Harness) -> None:
+    # Telegram says English, the member asked for Spanish: a refused file is explained in Spanish
+    rosa = TelegramUser(polling, user_id=7010, language_code="en")
+    assert "español" in (await rosa.say("español")).lower()
+    big = b"%PDF-1.4\n" + b"0" * (10 * 1024 * 1024 + 1)
+    huge = {"file_id": "doc-es", "file_unique_id": "ues", "file_name": "titulo.pdf", "file_size": len(big)}
+    text = await rosa.send(rosa.message(document=huge))
+    assert '"titulo.pdf" pesa más de 10 MB' in text
+    assert polling.api.called("getFile") == []  # refused before any download
+
+
 # -- 3 and 4. webhook: the secret, and a redelivered update --------------------------------------------------
 
 

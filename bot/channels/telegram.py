@@ -164,6 +164,9 @@ def _split_line(line: str, limit: int) -> list[str]:
     return pieces
 
 
+TOO_LARGE = "flows/documents/too_large"
+
+
 def language_of(user: User | None, default: str) -> str:
     """The member's language for what the channel says itself, from Telegram's language_code."""
     return resolve_locale(user.language_code if user else None) or default
@@ -361,8 +364,7 @@ class TelegramChannel:
         message, user = update.message, update.effective_user
         if message is None or user is None or not self._first_delivery(update):
             return
-        lang = language_of(user, self.engine.profile.default_language)
-        attachments, refusals = await self._attachments(message, lang)
+        attachments, refusals = await self._attachments(message, user)
         for refusal in refusals:
             await self._send(message.chat_id, Reply(refusal))
         text = message.text or message.caption or ""
@@ -416,7 +418,7 @@ class TelegramChannel:
         logger.debug("telegram update failure", exc_info=error)
         chat = update.effective_chat if isinstance(update, Update) else None
         if isinstance(update, Update) and chat is not None and chat.type == ChatType.PRIVATE:
-            lang = language_of(update.effective_user, self.engine.profile.default_language)
+            lang = await self._language(update.effective_user)
             try:
                 await self._send(chat.id, Reply(self._render("error", lang)))
             except TelegramError as failure:
@@ -425,14 +427,24 @@ class TelegramChannel:
     def _on_polling_error(self, error: TelegramError) -> None:
         logger.warning("telegram polling failed: %s", type(error).__name__)
 
+    async def _language(self, user: User | None) -> str:
+        """The language for what the channel says itself: the conversation's, else Telegram's language_code.
+        Asked only when there is something to say (a refused file, a failure): it costs a read."""
+        if user is not None:
+            chosen = await self.engine.language_of(CHANNEL, str(user.id))
+            if chosen:
+                return chosen
+        return language_of(user, self.engine.profile.default_language)
+
     # -- turns -----------------------------------------------------------------------------------------------
 
     async def _turn(self, chat_id: int, inbound: Inbound) -> None:
         for reply in await self.engine.handle(inbound):
             await self._send(chat_id, reply)
 
-    async def _attachments(self, message: Message, lang: str) -> tuple[list[Attachment], list[str]]:
-        """Download the message's document or photo, unless Telegram says it is over the size limit."""
+    async def _attachments(self, message: Message, user: User) -> tuple[list[Attachment], list[str]]:
+        """Download the message's document or photo, unless Telegram says it is over the size limit; the
+        refusals are in the member's language."""
         files: list[tuple[Document | PhotoSize, str, str]] = []
         if message.document:
             document = message.document
@@ -443,19 +455,21 @@ class TelegramChannel:
         attachments: list[Attachment] = []
         refusals: list[str] = []
         for file, filename, declared in files:
-            too_large = self._render("flows/documents/too_large", lang, name=filename, channel=False)
-            if (file.file_size or 0) > documents.MAX_BYTES:
-                refusals.append(too_large)  # refused before any download
+            if (file.file_size or 0) > documents.MAX_BYTES:  # refused before any download
+                refusals.append(
+                    self._render(TOO_LARGE, await self._language(user), name=filename, channel=False)
+                )
                 continue
             try:
                 remote = await file.get_file()
                 if (remote.file_size or 0) > documents.MAX_BYTES:
-                    refusals.append(too_large)
+                    lang = await self._language(user)
+                    refusals.append(self._render(TOO_LARGE, lang, name=filename, channel=False))
                     continue
                 content = bytes(await remote.download_as_bytearray())
             except TelegramError as error:
                 logger.warning("telegram file download failed: %s", type(error).__name__)
-                refusals.append(self._render("download_failed", lang, name=filename))
+                refusals.append(self._render("download_failed", await self._language(user), name=filename))
                 continue
             attachments.append(Attachment(filename, content, declared))
         return attachments, refusals

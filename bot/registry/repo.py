@@ -189,6 +189,14 @@ async def load_conversation(
     return ConversationState(created, {}), None
 
 
+async def conversation_language(db: Database, *, channel: str, user_id: str) -> str | None:
+    """The language a chat user's conversation is in, or None before their first message."""
+    query = select(_CONVERSATIONS.c.language).where(
+        _CONVERSATIONS.c.channel == channel, _CONVERSATIONS.c.user_id == user_id
+    )
+    return (await db.execute(query)).scalar_one_or_none()
+
+
 async def save_conversation(
     db: Database, conversation_id: int, *, state: dict[str, Any], language: str, now: datetime
 ) -> None:
