@@ -224,3 +224,24 @@ def test_everyday_context_counts_less_than_another_subject(understander: Underst
     # the member's story does not drown the question: it is answered or asked back about, never dropped
     assert understood.kind in ("answer", "clarify")
     assert "withdraw-training" in (understood.name, *understood.alternatives[:1])
+
+
+def test_background_first_and_the_question_after_is_answered(understander: Understander) -> None:
+    story = (
+        "Hi there. I have been working with toddlers for eleven years and my new director says a lot of "
+        "things. What is my registry ID and where do I find it?"
+    )
+    assert understander.understand(story, "ca", "en").name == "find-registry-id"
+
+
+def test_a_short_generic_sentence_does_not_decide_a_long_message(understander: Understander) -> None:
+    # "where do i start??" alone matches many phrases; it must not answer for the sentence before it
+    message = "new teacher here, i need to make an account so i can take trainings. where do i start??"
+    understood = understander.understand(message, "ca", "en")
+    assert understood.name != "duplicate-profile"
+    assert "create-profile" in (understood.name, *understood.alternatives)
+
+
+def test_a_polite_story_about_something_else_still_gets_no_topic(understander: Understander) -> None:
+    message = "Good morning. My landlord wants the deposit by Friday. How do I pay my rent online?"
+    assert understander.understand(message, "ca", "en").kind in ("unknown", "clarify")

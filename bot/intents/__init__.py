@@ -7,6 +7,7 @@ threshold it says what it can help with. It never answers confidently with a top
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -15,7 +16,7 @@ from rapidfuzz import fuzz, process
 from bot import text
 from bot.intents import control, smalltalk
 from bot.intents.base import Intent
-from bot.knowledge import KnowledgeBase
+from bot.knowledge import KnowledgeBase, Match
 
 INTENTS: tuple[Intent, ...] = smalltalk.INTENTS + control.INTENTS
 
@@ -67,6 +68,8 @@ MIN_EVIDENCE = 1.2  # a lone common word ("training") is too little to answer on
 # a loosely worded question is answered when the best topic leads by this much, with this much evidence
 # (summed word weights) making up this share of the question's weight
 SUPPORTED_LEAD, SUPPORTED_EVIDENCE, SUPPORTED_SHARE = 0.14, 5.0, 0.4
+SENTENCE_END = re.compile(r"(?<=[.!?;。！？；])\s*|\n+")
+MIN_SENTENCE_WORDS = 3  # content words; fewer ("Hi there.", "Where do I start?") say nothing of the subject
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +147,17 @@ def match_intent(message: str) -> str | None:
     return phrases[found[0]] if found is not None else None
 
 
+def _content_size(sentence: str) -> float:
+    """How many content words a sentence has (a run of Chinese counts one for every two characters)."""
+    size = 0.0
+    for word in text.words(sentence):
+        if text.is_cjk(word):
+            size += len(word) / 2
+        elif word not in text.STOPWORDS:
+            size += 1
+    return size
+
+
 def parse_command(message: str) -> tuple[str, str] | None:
     """``/name argument`` (also ``/name@botname``) as (name, argument); None when not a command."""
     stripped = message.strip()
@@ -179,8 +193,37 @@ class Understander:
             return Understanding("intent", intent, 1.0)
         return self.search(message, registry, lang)
 
+    def _well_supported(
+        self, best: Match, lead: float, message: str, registry: str, lang: str | None
+    ) -> bool:
+        """A chatty question plainly about one topic: many of its words speak for it and nothing else comes
+        close (out-of-scope questions share a word or two with an article, not a passage)."""
+        return (
+            lead >= SUPPORTED_LEAD
+            and best.evidence >= SUPPORTED_EVIDENCE
+            and best.evidence >= SUPPORTED_SHARE * self.knowledge.query_weight(message, registry, lang)
+        )
+
     def search(self, message: str, registry: str, lang: str | None = None) -> Understanding:
-        """Knowledge search alone: answer, clarify between the top topics, or unknown."""
+        """Knowledge search alone: answer, clarify between the top topics, or unknown.
+
+        A long message is often background first and the question after ("I can't make it on Saturday, my
+        son has a game. How do I get off the list?"): when the whole message is not answered, each of its
+        sentences is tried, and the best answered one is taken.
+        """
+        whole = self._search(message, registry, lang)
+        if whole.kind == "answer":
+            return whole
+        parts = SENTENCE_END.split(message)
+        sentences = [part for part in parts if _content_size(part) >= MIN_SENTENCE_WORDS]
+        if len(sentences) < 2:
+            return whole
+        answered = [
+            u for u in (self._search(part, registry, lang) for part in sentences) if u.kind == "answer"
+        ]
+        return max(answered, key=lambda u: u.score) if answered else whole
+
+    def _search(self, message: str, registry: str, lang: str | None = None) -> Understanding:
         matches = self.knowledge.search(message, registry, lang=lang, limit=4)
         if not matches or matches[0].score < self.clarify_threshold:
             return Understanding("unknown", None, matches[0].score if matches else 0.0)
@@ -188,16 +231,11 @@ class Understander:
         runner_up = matches[1].score if len(matches) > 1 else 0.0
         lead = best.score - runner_up
         clear_lead = lead >= CLEAR_LEAD and best.score >= self.clarify_threshold + 0.05
-        # a chatty question that is plainly about one topic: many of its words speak for it, and nothing
-        # else comes close (out-of-scope questions share a word or two with an article, not a passage)
-        well_supported = (
-            lead >= SUPPORTED_LEAD
-            and best.evidence >= SUPPORTED_EVIDENCE
-            and best.evidence >= SUPPORTED_SHARE * self.knowledge.query_weight(message, registry, lang)
-        )
         enough = best.evidence >= MIN_EVIDENCE
         if enough and (
-            (best.score >= self.answer_threshold and lead >= MARGIN) or clear_lead or well_supported
+            (best.score >= self.answer_threshold and lead >= MARGIN)
+            or clear_lead
+            or self._well_supported(best, lead, message, registry, lang)
         ):
             others = tuple(m.topic for m in matches[1:3] if m.score >= self.clarify_threshold)
             return Understanding("answer", best.topic, best.score, others)
