@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import Profile, Settings
@@ -41,6 +41,7 @@ MAX_TEXT = 4000  # longer messages are cut before matching and storing
 RATE_WINDOW = timedelta(minutes=1)
 MAX_TRACKED_USERS = 10_000
 MAX_WAITING = 1_000  # messages kept while the database is away
+LOOKUP_TIMEOUT = 1.0  # seconds for a channel's side question (which language); without it, a default
 RETRY_FIRST, RETRY_MAX = 1.0, 60.0  # seconds between retries while the database is away
 # The database (or the network to it) is away; programming errors are not caught here.
 DATABASE_ERRORS = (OperationalError, InterfaceError, OSError, TimeoutError)
@@ -119,9 +120,9 @@ class Engine:
         """The language of this chat user's conversation, for what a channel says on its own (a refused
         file, an error); None when there is none yet or the database cannot say."""
         try:
-            async with self.database.connect() as connection:
+            async with asyncio.timeout(LOOKUP_TIMEOUT), self.database.connect() as connection:
                 return await repo.conversation_language(connection, channel=channel, user_id=user_id)
-        except DATABASE_ERRORS:
+        except (*DATABASE_ERRORS, SQLAlchemyError):  # also a pool that has no connection to spare
             return None
 
     async def _serialized(self, inbound: Inbound) -> list[Reply]:
@@ -185,6 +186,8 @@ class Engine:
     async def close(self) -> None:
         """Stop retrying (messages still waiting are redelivered by the platforms or asked again) and
         stop telling listeners (``settle`` first to let them hear what is queued)."""
+        if self._events.qsize():
+            logger.warning("%d notifications for staff dropped at shutdown", self._events.qsize())
         for task in (self._retrying, self._notifier):
             if task is not None:
                 task.cancel()
@@ -246,7 +249,12 @@ class Engine:
                 turn.outcome = "to_staff"
                 replies = []
             else:
-                replies = await self._route(turn, state, text)
+                try:
+                    replies = await self._route(turn, state, text)
+                except BaseException:  # the transaction rolls back; the session a flow opened goes too
+                    with contextlib.suppress(Exception):
+                        await turn.close()
+                    raise
             if not state.get("greeted"):
                 state["greeted"] = True
                 notice = self.profile.notice_for(turn.lang)

@@ -66,6 +66,7 @@ class Match:
     topic: str
     score: float
     evidence: float = 0.0
+    coverage: float = 0.0  # the share of the question's weight that the evidence makes up
 
 
 class KnowledgeError(ValueError):
@@ -370,15 +371,20 @@ class KnowledgeBase:
             out.append((text.WHAT_TERM, 1.0, index.idf[text.WHAT_TERM]))
         return out
 
-    def query_weight(self, query: str, registry: str, lang: str | None = None) -> float:
-        """The summed weight of the query's words (known or not): what a match's evidence is out of."""
-        index = self._indexes.get(registry)
-        return sum(weight for _, _, weight in self._query_terms(index, query, lang)) if index else 0.0
-
-    def search(self, query: str, registry: str, *, lang: str | None = None, limit: int = 5) -> list[Match]:
+    def search(
+        self,
+        query: str,
+        registry: str,
+        *,
+        lang: str | None = None,
+        limit: int = 5,
+        markers_in: str | None = None,
+    ) -> list[Match]:
         """Topics of ``registry`` ranked by how well they answer ``query`` (scores from 0 to 1).
 
         ``lang`` (the query's language, when known) decides between words spelled alike in two languages.
+        ``markers_in`` is the text whose not_about markers leave topics out (default the query itself: a
+        sentence of a message is checked against the whole message).
         """
         index = self._indexes.get(registry)
         if index is None:
@@ -427,14 +433,17 @@ class KnowledgeBase:
                 if best is None or f > best:
                     best_phrase[topic] = f
         # then the topics whose not_about markers the query has are left out
-        for topic in _left_out(index, text.words(query), set(best_phrase)):
+        for topic in _left_out(index, text.words(markers_in or query), set(best_phrase)):
             del best_phrase[topic]
         # rank on the rounded score, then the topic id; only the returned matches are built
         ranked = sorted(
             (-round(0.7 * best + 0.3 * min(topic_explained[topic] / query_total, 1.0), 4), topic)
             for topic, best in best_phrase.items()
         )
-        return [Match(topic, -score, round(topic_explained[topic], 3)) for score, topic in ranked[:limit]]
+        return [
+            Match(topic, -score, round(topic_explained[topic], 3), topic_explained[topic] / query_total)
+            for score, topic in ranked[:limit]
+        ]
 
     def language_votes(self, query: str) -> dict[str, int]:
         """How many of the query's words the articles use only in one language (a hint for detection)."""

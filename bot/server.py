@@ -98,12 +98,9 @@ class Services:
             logger.info("e-mail outbox delivery started")
 
     async def stop(self) -> None:
-        """Stop the channels in reverse order, then the outbox delivery (unsent mail stays in the outbox).
-
-        Staff are told of what the last turns recorded before the channels go (for ``SETTLE_TIMEOUT`` at
-        most)."""
-        if not await self.app.engine.settle(SETTLE_TIMEOUT):
-            logger.warning("stopping with notifications for staff still queued")
+        """Stop the channels in reverse order (each finishes the turns it has begun), let staff hear what
+        those turns recorded (``SETTLE_TIMEOUT`` at most: a stopped channel still posts to Slack's Web
+        API), then stop the outbox delivery (unsent mail stays in the outbox)."""
         while self._started:
             channel = self._started.pop()
             try:
@@ -112,6 +109,8 @@ class Services:
                 logger.exception("channel %s failed to stop cleanly", channel.name)
             else:
                 logger.info("channel %s stopped", channel.name)
+        if not await self.app.engine.settle(SETTLE_TIMEOUT):
+            logger.warning("stopping with notifications for staff still queued")
         if self._outbox is not None:
             self._outbox.cancel()
             with contextlib.suppress(asyncio.CancelledError):

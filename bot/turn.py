@@ -54,8 +54,15 @@ class Turn:
     async def flush(self) -> None:
         """Send what was written through ``session`` to the turn's transaction (before it commits)."""
         if self._session is not None:
+            try:
+                await self._session.flush()
+            finally:
+                await self.close()
+
+    async def close(self) -> None:
+        """Close the session if one was opened (the turn's connection, not the session, ends the work)."""
+        if self._session is not None:
             session, self._session = self._session, None
-            await session.flush()
             await session.close()
 
     @property

@@ -42,7 +42,8 @@ class Chatter:
     async def say(self, text: str = "", *, payload: str | None = None, delivery_id: str | None = None) -> str:
         """Send a message; returns all reply texts joined, keeps the replies in ``last``."""
         self.last = await self.engine.handle(self.inbound(text, payload=payload, delivery_id=delivery_id))
-        await self.engine.settle()  # and staff have heard of it (the engine tells them in the background)
+        # and staff have heard of it (the engine tells them in the background)
+        assert await self.engine.settle(timeout=10), "the listeners did not finish within 10 s"
         return "\n".join(reply.text for reply in self.last)
 
     async def press(self, label_part: str) -> str:

@@ -245,3 +245,25 @@ def test_a_short_generic_sentence_does_not_decide_a_long_message(understander: U
 def test_a_polite_story_about_something_else_still_gets_no_topic(understander: Understander) -> None:
     message = "Good morning. My landlord wants the deposit by Friday. How do I pay my rent online?"
     assert understander.understand(message, "ca", "en").kind in ("unknown", "clarify")
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "I forgot my gmail password. How do I reset my password to log in?",
+        "My gmail account is locked. I forgot my password and cannot sign in, how do I reset it?",
+    ],
+)
+def test_a_sentence_is_checked_against_the_whole_messages_not_about_markers(
+    understander: Understander, message: str
+) -> None:
+    assert understander.understand(message, "ca", "en").name != "forgot-password"
+
+
+def test_sentences_about_two_topics_are_asked_back_about(understander: Understander) -> None:
+    message = (
+        "I reset my forgotten password yesterday and logged in fine. "
+        "How do I withdraw from a training I enrolled in?"
+    )
+    understood = understander.understand(message, "ca", "en")
+    assert understood.kind == "clarify" and "withdraw-training" in understood.alternatives

@@ -7,12 +7,15 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from bot.app import App
 from bot.config import Settings
 from bot.messages import Reply
 from bot.registry import session as registry_session
-from bot.registry.models import TranscriptEntry
+from bot.registry.models import Member, TranscriptEntry
+from bot.registry.session import make_engine
 from tests.conftest import MONDAY_MORNING, Clock, ready
 from tests.helpers import Chatter, count_rows
 
@@ -79,3 +82,17 @@ async def test_a_lock_held_past_the_busy_timeout_gets_the_apology_and_the_messag
         assert "Forgot Password" in delivered[0][0].text
         assert await count_rows(app, TranscriptEntry) == 2
         assert await member.say("olvidé mi contraseña", delivery_id="kept") == ""  # a redelivery
+
+
+async def test_a_file_uri_keeps_its_options(sqlite_app: App) -> None:
+    # "file:...?mode=ro" is read as a URI with its options: reading works, writing is refused
+    database = sqlite_app.database.url.database
+    read_only = make_engine(f"sqlite:///file:{database}?mode=ro&uri=true")
+    try:
+        async with read_only.connect() as connection:
+            assert (await connection.execute(text("SELECT count(*) FROM members"))).scalar_one() > 0
+            with pytest.raises(OperationalError, match="readonly"):
+                await connection.execute(text("DELETE FROM members"))
+    finally:
+        await read_only.dispose()
+    assert await count_rows(sqlite_app, Member) > 0

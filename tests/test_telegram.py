@@ -64,7 +64,7 @@ class Harness:
         before = len(self.api.calls)
         await self.api.push_update(update)
         await self.handled_times(update["update_id"])
-        await self.channel.engine.settle()  # staff have heard of it too
+        assert await self.channel.engine.settle(timeout=TIMEOUT)  # staff have heard of it too
         return self.api.calls[before:]
 
 

@@ -164,7 +164,8 @@ def _split_line(line: str, limit: int) -> list[str]:
     return pieces
 
 
-TOO_LARGE = "flows/documents/too_large"
+TOO_LARGE = "flows/documents/too_large"  # the engine's own wording for a file over the limit
+DOWNLOAD_FAILED = "download_failed"  # under channels/telegram/
 
 
 def language_of(user: User | None, default: str) -> str:
@@ -454,22 +455,26 @@ class TelegramChannel:
             files.append((largest, f"photo-{largest.file_unique_id}.jpg", "image/jpeg"))
         attachments: list[Attachment] = []
         refusals: list[str] = []
+        langs: list[str] = []  # the member's language, looked up once and only if something is refused
+
+        async def refuse(template: str, filename: str) -> None:
+            if not langs:
+                langs.append(await self._language(user))
+            refusals.append(self._render(template, langs[0], name=filename, channel=template != TOO_LARGE))
+
         for file, filename, declared in files:
             if (file.file_size or 0) > documents.MAX_BYTES:  # refused before any download
-                refusals.append(
-                    self._render(TOO_LARGE, await self._language(user), name=filename, channel=False)
-                )
+                await refuse(TOO_LARGE, filename)
                 continue
             try:
                 remote = await file.get_file()
                 if (remote.file_size or 0) > documents.MAX_BYTES:
-                    lang = await self._language(user)
-                    refusals.append(self._render(TOO_LARGE, lang, name=filename, channel=False))
+                    await refuse(TOO_LARGE, filename)
                     continue
                 content = bytes(await remote.download_as_bytearray())
             except TelegramError as error:
                 logger.warning("telegram file download failed: %s", type(error).__name__)
-                refusals.append(self._render("download_failed", await self._language(user), name=filename))
+                await refuse(DOWNLOAD_FAILED, filename)
                 continue
             attachments.append(Attachment(filename, content, declared))
         return attachments, refusals

@@ -68,7 +68,9 @@ MIN_EVIDENCE = 1.2  # a lone common word ("training") is too little to answer on
 # a loosely worded question is answered when the best topic leads by this much, with this much evidence
 # (summed word weights) making up this share of the question's weight
 SUPPORTED_LEAD, SUPPORTED_EVIDENCE, SUPPORTED_SHARE = 0.14, 5.0, 0.4
-SENTENCE_END = re.compile(r"(?<=[.!?;。！？；])\s*|\n+")
+# a sentence ends at . ! ? ; followed by a space or the end (not inside "caregistry.org" or an e-mail
+# address), at Chinese sentence marks, and at line breaks
+SENTENCE_END = re.compile(r"(?<=[.!?;])(?=\s|$)\s*|(?<=[。！？；])\s*|\n+")
 MIN_SENTENCE_WORDS = 3  # content words; fewer ("Hi there.", "Where do I start?") say nothing of the subject
 
 
@@ -193,49 +195,59 @@ class Understander:
             return Understanding("intent", intent, 1.0)
         return self.search(message, registry, lang)
 
-    def _well_supported(
-        self, best: Match, lead: float, message: str, registry: str, lang: str | None
-    ) -> bool:
-        """A chatty question plainly about one topic: many of its words speak for it and nothing else comes
-        close (out-of-scope questions share a word or two with an article, not a passage)."""
-        return (
-            lead >= SUPPORTED_LEAD
-            and best.evidence >= SUPPORTED_EVIDENCE
-            and best.evidence >= SUPPORTED_SHARE * self.knowledge.query_weight(message, registry, lang)
-        )
-
     def search(self, message: str, registry: str, lang: str | None = None) -> Understanding:
         """Knowledge search alone: answer, clarify between the top topics, or unknown.
 
         A long message is often background first and the question after ("I can't make it on Saturday, my
-        son has a game. How do I get off the list?"): when the whole message is not answered, each of its
-        sentences is tried, and the best answered one is taken.
+        son has a game. How do I get off the list?"). Unless the whole message is answered outright, each
+        sentence is tried (against the whole message's not_about markers): one topic answered by its
+        sentences is the answer, several are asked back about. Only then is the whole message answered on
+        the looser rule (``_well_supported``).
         """
-        whole = self._search(message, registry, lang)
+        matches = self.knowledge.search(message, registry, lang=lang, limit=4)
+        whole = self._decide(matches, loose=False)
         if whole.kind == "answer":
             return whole
         parts = SENTENCE_END.split(message)
         sentences = [part for part in parts if _content_size(part) >= MIN_SENTENCE_WORDS]
-        if len(sentences) < 2:
-            return whole
-        answered = [
-            u for u in (self._search(part, registry, lang) for part in sentences) if u.kind == "answer"
-        ]
-        return max(answered, key=lambda u: u.score) if answered else whole
+        if len(sentences) >= 2:
+            answers = [
+                understood
+                for understood in (
+                    self._decide(
+                        self.knowledge.search(part, registry, lang=lang, limit=4, markers_in=message),
+                        loose=True,
+                    )
+                    for part in sentences
+                )
+                if understood.kind == "answer"
+            ]
+            topics = tuple(dict.fromkeys(understood.name for understood in answers if understood.name))
+            if len(topics) == 1:
+                return max(answers, key=lambda understood: understood.score)
+            if topics:
+                return Understanding("clarify", None, max(u.score for u in answers), topics[:3])
+        return self._decide(matches, loose=True)
 
-    def _search(self, message: str, registry: str, lang: str | None = None) -> Understanding:
-        matches = self.knowledge.search(message, registry, lang=lang, limit=4)
+    def _decide(self, matches: list[Match], *, loose: bool) -> Understanding:
+        """Answer, clarify or unknown from ranked matches; ``loose`` also answers a well-supported favourite
+        (a chatty question plainly about one topic: much of it speaks for that topic and nothing else comes
+        close; out-of-scope questions share a word or two with an article, not a passage)."""
         if not matches or matches[0].score < self.clarify_threshold:
             return Understanding("unknown", None, matches[0].score if matches else 0.0)
         best = matches[0]
         runner_up = matches[1].score if len(matches) > 1 else 0.0
         lead = best.score - runner_up
         clear_lead = lead >= CLEAR_LEAD and best.score >= self.clarify_threshold + 0.05
+        well_supported = (
+            loose
+            and lead >= SUPPORTED_LEAD
+            and best.evidence >= SUPPORTED_EVIDENCE
+            and best.coverage >= SUPPORTED_SHARE
+        )
         enough = best.evidence >= MIN_EVIDENCE
         if enough and (
-            (best.score >= self.answer_threshold and lead >= MARGIN)
-            or clear_lead
-            or self._well_supported(best, lead, message, registry, lang)
+            (best.score >= self.answer_threshold and lead >= MARGIN) or clear_lead or well_supported
         ):
             others = tuple(m.topic for m in matches[1:3] if m.score >= self.clarify_threshold)
             return Understanding("answer", best.topic, best.score, others)

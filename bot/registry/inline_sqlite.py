@@ -20,20 +20,29 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import URL, make_url
 
-BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, 261})  # 261: SQLITE_BUSY_RECOVERY
+# Another connection holds the lock (SQLITE_BUSY), or is recovering the WAL (SQLITE_BUSY_RECOVERY, 261):
+# waiting helps. Not SQLITE_BUSY_SNAPSHOT (517): the transaction must start again, as with SQLite's own busy
+# handler. Not SQLITE_LOCKED: a conflict inside one connection, which waiting does not end.
+BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, 261})
 FIRST_PAUSE, MAX_PAUSE = 0.001, 0.05  # seconds between tries while another connection writes
 
 
-async def _retry_busy(call: Callable[[], Any], timeout: float) -> Any:
-    """``call()``, tried again after a short sleep while SQLite says the database is locked."""
+async def _retry_busy(call: Callable[[], Any], timeout: float, connection: sqlite3.Connection) -> Any:
+    """``call()``, tried again after a short sleep while SQLite says the database is locked.
+
+    Only while nothing was written: ``executemany`` runs row by row, and a lock met after the first rows
+    must not write those rows twice.
+    """
     deadline, pause = None, FIRST_PAUSE
+    changes = connection.total_changes
     while True:
         try:
             return call()
         except sqlite3.OperationalError as error:
-            if getattr(error, "sqlite_errorcode", None) not in BUSY_CODES:
+            if error.sqlite_errorcode not in BUSY_CODES or connection.total_changes != changes:
                 raise
             now = time.monotonic()
             deadline = deadline if deadline is not None else now + timeout
@@ -51,6 +60,9 @@ class InlineCursor:
     def __init__(self, cursor: sqlite3.Cursor, timeout: float) -> None:
         self._cursor = cursor
         self._timeout = timeout
+
+    def _retry(self, call: Callable[[], Any]) -> Any:
+        return _retry_busy(call, self._timeout, self._cursor.connection)
 
     async def __aenter__(self) -> InlineCursor:
         return self
@@ -79,12 +91,12 @@ class InlineCursor:
         self._cursor.arraysize = value
 
     async def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> InlineCursor:
-        await _retry_busy(lambda: self._cursor.execute(sql, parameters), self._timeout)
+        await self._retry(lambda: self._cursor.execute(sql, parameters))
         return self
 
     async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> InlineCursor:
         rows = list(parameters)  # an iterator could not be read twice by a retry
-        await _retry_busy(lambda: self._cursor.executemany(sql, rows), self._timeout)
+        await self._retry(lambda: self._cursor.executemany(sql, rows))
         return self
 
     async def fetchone(self) -> Any:
@@ -125,7 +137,7 @@ class InlineConnection:
 
     async def commit(self) -> None:
         connection = self._conn
-        await _retry_busy(connection.commit, self._timeout)
+        await _retry_busy(connection.commit, self._timeout, connection)
 
     async def rollback(self) -> None:
         self._conn.rollback()
@@ -134,12 +146,10 @@ class InlineConnection:
         self._conn.create_function(name, num_params, func, **kwargs)
 
     async def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        self.stop()
 
     def stop(self) -> None:
-        """Close at once (what SQLAlchemy calls when it terminates a connection)."""
+        """Close at once (also what SQLAlchemy calls when it terminates a connection)."""
         if self._connection is not None:
             self._connection.close()
             self._connection = None
@@ -147,12 +157,14 @@ class InlineConnection:
 
 def inline_creator(url: str | URL, timeout: float) -> Callable[[], Any]:
     """The ``async_creator`` for ``create_async_engine``: new inline connections to ``url``'s file."""
-    parsed = make_url(url)
-    database = parsed.database or ":memory:"
-    uri = str(parsed.query.get("uri", "")).lower() in ("true", "1")
+    # the file name and options (a "file:" URI with mode=, cache= ...) exactly as SQLAlchemy's pysqlite
+    # dialect would read them from the URL
+    args, options = SQLiteDialect_pysqlite().create_connect_args(make_url(url).set(drivername="sqlite"))
+    options = {**options, "timeout": 0, "check_same_thread": False}
+
+    open_file: Callable[..., sqlite3.Connection] = sqlite3.connect
 
     async def connect() -> InlineConnection:
-        connection = sqlite3.connect(database, timeout=0, check_same_thread=False, uri=uri)
-        return InlineConnection(connection, timeout)
+        return InlineConnection(open_file(*args, **options), timeout)
 
     return connect

@@ -77,6 +77,8 @@ _SAVE_CONVERSATION = (
     .values(state=bindparam("state"), language=bindparam("language"), updated_at=bindparam("updated_at"))
 )
 _INSERT_TRANSCRIPT = insert(_TRANSCRIPTS)
+_INSERT_TRANSCRIPT_RETURNING_ID = _INSERT_TRANSCRIPT.returning(_TRANSCRIPTS.c.id)
+_INSERT_UNANSWERED = insert(Base.metadata.tables[UnansweredQuestion.__tablename__])
 _LINKED_MEMBER = (
     select(*_MEMBER_COLUMNS)
     .join(_CHAT_LINKS, _CHAT_LINKS.c.member_id == _MEMBERS.c.id)
@@ -172,7 +174,7 @@ async def load_conversation(
     chat = {"channel": channel, "user_id": user_id}
     found = (await db.execute(_CONVERSATION_AND_MEMBER, chat)).one_or_none()
     if found is not None:
-        return ConversationState(found[0], found[1] or {}), VerifiedMember.from_row(found[2:])
+        return _conversation_and_member(found)
     values = {
         **chat,
         "registry": registry,
@@ -184,8 +186,7 @@ async def load_conversation(
     statement = _insert_ignoring_conflicts(_dialect(db), Conversation.__tablename__, returning="id")
     created = (await db.execute(statement, values)).scalar_one_or_none()
     if created is None:  # created meanwhile by another process: take theirs
-        theirs = (await db.execute(_CONVERSATION_AND_MEMBER, chat)).one()
-        return ConversationState(theirs[0], theirs[1] or {}), VerifiedMember.from_row(theirs[2:])
+        return _conversation_and_member((await db.execute(_CONVERSATION_AND_MEMBER, chat)).one())
     return ConversationState(created, {}), None
 
 
@@ -195,6 +196,11 @@ async def conversation_language(db: Database, *, channel: str, user_id: str) -> 
         _CONVERSATIONS.c.channel == channel, _CONVERSATIONS.c.user_id == user_id
     )
     return (await db.execute(query)).scalar_one_or_none()
+
+
+def _conversation_and_member(row: Sequence[Any]) -> tuple[ConversationState, VerifiedMember | None]:
+    """A row of ``_CONVERSATION_AND_MEMBER``: the conversation's id and state, then the member's columns."""
+    return ConversationState(row[0], row[1] or {}), VerifiedMember.from_row(row[2:])
 
 
 async def save_conversation(
@@ -224,7 +230,7 @@ async def add_transcript_entry(
 ) -> int:
     """Append one transcript entry and return its id (for whoever relays it afterwards)."""
     values = {"conversation_id": conversation_id, "direction": direction, "text": text, "created_at": now}
-    return int((await db.execute(_INSERT_TRANSCRIPT.returning(_TRANSCRIPTS.c.id), values)).scalar_one())
+    return int((await db.execute(_INSERT_TRANSCRIPT_RETURNING_ID, values)).scalar_one())
 
 
 async def recent_transcript(
@@ -244,7 +250,7 @@ async def record_unanswered(
 ) -> None:
     """Keep a question no article answered: the content gaps staff review."""
     await db.execute(
-        insert(Base.metadata.tables[UnansweredQuestion.__tablename__]),
+        _INSERT_UNANSWERED,
         {
             "conversation_id": conversation_id,
             "registry": registry,
