@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import LANGUAGES, Profile, Settings
@@ -32,6 +32,13 @@ from bot.registry.models import (
     UnansweredQuestion,
 )
 from bot.render import render
+
+#: what has a card in Slack, by the kind the Slack channel names it with
+POSTED: dict[str, type[Escalation | AuditRequest | Appeal]] = {
+    "escalation": Escalation,
+    "audit": AuditRequest,
+    "appeal": Appeal,
+}
 
 logger = logging.getLogger(__name__)
 
@@ -167,12 +174,32 @@ class HelpDesk:
         """Open escalations that came in after hours since ``since`` (for the morning summary)."""
         return [card for card in await self.queue() if card.after_hours and card.created_at >= since]
 
-    async def record_thread(self, escalation_id: int, *, channel: str, ts: str) -> None:
-        """Remember where an escalation was posted, so thread replies find it."""
+    async def record_post(self, kind: str, row_id: int, *, channel: str, ts: str) -> None:
+        """Remember where the card of an escalation, audit request or appeal (``kind``) was posted: thread
+        replies find an escalation by it, and a card that has it is not posted again."""
+        model = POSTED[kind]
         async with self.sessionmaker() as session, session.begin():
-            escalation = await repo.escalation_by_id(session, escalation_id)
-            if escalation is not None:
-                escalation.slack_channel, escalation.slack_ts = channel, ts
+            await session.execute(
+                update(model).where(model.id == row_id).values(slack_channel=channel, slack_ts=ts)
+            )
+
+    async def unposted(self, before: datetime) -> list[tuple[str, int]]:
+        """(kind, id) of the open escalations and undecided requests stored before ``before`` whose card
+        never reached Slack (the process that stored them stopped before it could post)."""
+        async with self.sessionmaker() as session:
+            found: list[tuple[str, int]] = []
+            for kind, model, statuses, created in (
+                ("escalation", Escalation, repo.OPEN_ESCALATION, Escalation.created_at),
+                ("audit", AuditRequest, repo.UNDECIDED, AuditRequest.submitted_at),
+                ("appeal", Appeal, repo.UNDECIDED, Appeal.submitted_at),
+            ):
+                query = (
+                    select(model.id)
+                    .where(model.slack_ts.is_(None), model.status.in_(statuses), created < before)
+                    .order_by(model.id)
+                )
+                found += [(kind, int(row_id)) for row_id in (await session.execute(query)).scalars()]
+            return found
 
     async def escalation_for_thread(self, channel: str, ts: str) -> Escalation | None:
         async with self.sessionmaker() as session:

@@ -342,6 +342,33 @@ async def test_the_members_reply_does_not_wait_for_slack_and_staff_hear_in_order
     assert "It was a CPR class" in in_thread.text
 
 
+async def test_cards_a_stopped_process_never_posted_are_posted_once(desk: Desk, clock: Any) -> None:
+    from datetime import timedelta
+
+    desk.app.engine.listeners.clear()  # the process stops right after storing: nothing reaches Slack
+    member = Chatter(desk.app.engine, "lost")
+    await member.say("talk to a person")
+    await member.say("Where is my certificate?")
+    assert desk.slack.called("chat.postMessage") == []
+
+    # at start: the demo's pending audit request (days old) is posted; the new hand-off is left to the
+    # process that stored it, which may still be posting it
+    assert await desk.channel.post_missed() == 1
+    (request_card,) = desk.slack.called("chat.postMessage")
+    assert request_card.params["channel"] == "CAUDIT" and "AUD-DEMO-0002" in request_card.text
+
+    clock.now += timedelta(minutes=5)
+    assert await desk.channel.post_missed() == 1
+    handoff_card = desk.slack.called("chat.postMessage")[-1]
+    assert "Where is my certificate?" in json.dumps(handoff_card.blocks)
+    stored = await escalation(desk.app)
+    assert stored.slack_channel == "CHANDOFF" and stored.slack_ts
+
+    # another process starting later finds nothing left to post
+    assert await SlackChannel(desk.app.helpdesk, desk.app.settings).post_missed() == 0
+    assert len(desk.slack.called("chat.postMessage")) == 2
+
+
 async def test_server_errors_are_retried_and_post_once(desk: Desk) -> None:
     desk.slack.server_error_next = 2
     member = Chatter(desk.app.engine, "e")

@@ -31,6 +31,9 @@ from bot.helpdesk import EscalationCard, HelpDesk, RequestCard
 
 logger = logging.getLogger(__name__)
 
+# a card still unposted this long after its row was stored is one a stopped process never posted (a live
+# process posts within seconds, or is still retrying a Slack rate limit)
+MISSED_AFTER = timedelta(minutes=2)
 SUMMARY_LOOKBACK = timedelta(days=7)  # after-hours hand-offs older than this are in /registry queue anyway
 MAX_SECTION = 2900  # Block Kit section text holds 3,000 characters
 LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "zh_Hans": "Chinese (Simplified)"}
@@ -160,6 +163,7 @@ class SlackChannel:
         self.handler = AsyncSlackRequestHandler(self.app)
         self._socket_mode: Any = None
         self._mornings: asyncio.Task[None] | None = None
+        self._catching_up: asyncio.Task[None] | None = None
         self._register()
 
     # -- the channel protocol -----------------------------------------------------------------------------
@@ -170,6 +174,7 @@ class SlackChannel:
         return [Route("/slack/events", self._events, methods=["POST"])]
 
     async def start(self) -> None:
+        self._catching_up = asyncio.create_task(self._post_missed_quietly(), name="slack-catch-up")
         if self.helpdesk.hours.known and self.settings.slack_handoff_channel:
             self._mornings = asyncio.create_task(self._morning_summaries())
         if self.settings.slack_app_token is not None:
@@ -181,10 +186,11 @@ class SlackChannel:
             await self._socket_mode.connect_async()
 
     async def stop(self) -> None:
-        if self._mornings is not None:
-            self._mornings.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._mornings
+        for task in (self._catching_up, self._mornings):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._socket_mode is not None:
             await self._socket_mode.close_async()
 
@@ -222,6 +228,26 @@ class SlackChannel:
         elif event in ("audit_request", "appeal"):
             await self.post_request("audit" if event == "audit_request" else "appeal", row_id)
 
+    async def post_missed(self) -> int:
+        """Post the cards of hand-offs and requests stored more than ``MISSED_AFTER`` ago that never reached
+        Slack (a process stopped between storing one and posting it); each is claimed in the database
+        first, so with several processes starting it is posted once. Returns how many were posted."""
+        posted = 0
+        for kind, row_id in await self.helpdesk.unposted(self.helpdesk.clock() - MISSED_AFTER):
+            if await self.helpdesk.first_delivery("slack-card", f"{kind}:{row_id}"):
+                await (
+                    self.post_escalation(row_id) if kind == "escalation" else self.post_request(kind, row_id)
+                )
+                posted += 1
+        return posted
+
+    async def _post_missed_quietly(self) -> None:
+        try:
+            if posted := await self.post_missed():
+                logger.warning("posted %d card(s) a stopped process had not posted", posted)
+        except Exception:  # Slack or the database away at start: staff still see them in /registry queue
+            logger.exception("could not post the cards missed while stopped")
+
     async def post_escalation(self, escalation_id: int) -> None:
         card = await self.helpdesk.escalation_card(escalation_id)
         channel = self.settings.slack_handoff_channel
@@ -230,8 +256,8 @@ class SlackChannel:
         response = await self.client.chat_postMessage(
             channel=channel, text=f"Hand-off: {card.question[:200]}", blocks=escalation_blocks(card)
         )
-        await self.helpdesk.record_thread(
-            escalation_id, channel=str(response["channel"]), ts=str(response["ts"])
+        await self.helpdesk.record_post(
+            "escalation", escalation_id, channel=str(response["channel"]), ts=str(response["ts"])
         )
 
     async def post_member_message(self, entry_id: int) -> None:
@@ -254,6 +280,7 @@ class SlackChannel:
         posted = await self.client.chat_postMessage(
             channel=channel, text=f"{card.reference} needs a decision", blocks=request_blocks(card)
         )
+        await self.helpdesk.record_post(kind, row_id, channel=str(posted["channel"]), ts=str(posted["ts"]))
         for filename, content in await self.helpdesk.request_files(kind, row_id):
             try:  # the documents go in the request's thread, so staff open them where they decide
                 await self.client.files_upload_v2(

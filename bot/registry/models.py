@@ -143,6 +143,8 @@ class AuditRequest(Base):
     decided_at: Mapped[datetime | None]
     decided_by: Mapped[str | None] = mapped_column(String(100))
     decision_note: Mapped[str | None] = mapped_column(Text)
+    slack_channel: Mapped[str | None] = mapped_column(String(64))  # where its card was posted
+    slack_ts: Mapped[str | None] = mapped_column(String(64))
 
 
 class Appeal(Base):
@@ -161,6 +163,8 @@ class Appeal(Base):
     decided_at: Mapped[datetime | None]
     decided_by: Mapped[str | None] = mapped_column(String(100))
     decision_note: Mapped[str | None] = mapped_column(Text)
+    slack_channel: Mapped[str | None] = mapped_column(String(64))  # where its card was posted
+    slack_ts: Mapped[str | None] = mapped_column(String(64))
 
 
 class Document(Base):
