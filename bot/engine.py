@@ -3,6 +3,8 @@
 It loads the conversation, serializes turns of the same conversation, ignores a delivery it has seen,
 routes to the active flow or to intent detection, and saves state and transcript in the same transaction
 as whatever the turn wrote. Channel-agnostic and async: channels build an ``Inbound`` and render replies.
+What a turn records for staff (hand-offs, requests, messages for a hand-off's thread) reaches the
+listeners after the commit, in the background and in order.
 """
 
 from __future__ import annotations

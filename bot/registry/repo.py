@@ -1,7 +1,8 @@
 """Repository functions: the only way the engine and flows read and write the registry database.
 
-Every function takes an open ``AsyncSession`` and never commits: the engine commits a whole turn (state,
-transcript and whatever a flow wrote) in one transaction.
+Every function takes an open ``AsyncSession`` (the per-turn ones also the turn's ``AsyncConnection``: a
+``Database``) and never commits: the engine commits a whole turn (state, transcript and whatever a flow
+wrote) in one transaction.
 """
 
 from __future__ import annotations
