@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 
@@ -13,6 +13,7 @@ from bot.engine import Engine
 from bot.messages import Inbound, Reply
 
 _deliveries = itertools.count(1)
+T = TypeVar("T")
 
 
 class Chatter:
@@ -100,3 +101,15 @@ async def count_rows(app: App, model: type, *where: Any, **equal: Any) -> int:
         query = query.where(getattr(model, column) == value)
     async with app.sessionmaker() as session:
         return int((await session.execute(query)).scalar_one())
+
+
+async def rows(app: App, model: type[T], *where: Any) -> list[T]:
+    """The rows of ``model`` matching the ``where`` clauses."""
+    async with app.sessionmaker() as session:
+        return list((await session.execute(select(model).where(*where))).unique().scalars().all())
+
+
+async def one(app: App, model: type[T], *where: Any) -> T:
+    """The one row of ``model`` matching the ``where`` clauses (fails unless there is exactly one)."""
+    (row,) = await rows(app, model, *where)
+    return row

@@ -22,7 +22,7 @@ from bot.registry.models import (
     Training,
 )
 from tests.conftest import Clock
-from tests.helpers import Chatter, latest_mail, verify
+from tests.helpers import Chatter, latest_mail, rows, verify
 
 MARIA = ("10000001", "maria.lopez@example.org")  # es; T-401, T-403 (withdrawable), T-405 (not allowed), T-402
 WEI = ("10000002", "wei.chen@example.org")  # zh; audit AUD-DEMO-0002 submitted, not denied
@@ -38,11 +38,6 @@ def docx() -> bytes:
         archive.writestr("[Content_Types].xml", "<Types/>")
         archive.writestr("word/document.xml", "<w:document/>")
     return buffer.getvalue()
-
-
-async def rows(app: App, model: type, *where: object) -> list:  # type: ignore[type-arg]
-    async with app.sessionmaker() as session:
-        return list((await session.execute(select(model).where(*where))).unique().scalars().all())
 
 
 async def enrollment_status(app: App, registry_id: str, training: str) -> str:

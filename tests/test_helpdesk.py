@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from sqlalchemy import select
 
 from bot.app import App
 from bot.messages import Reply
 from bot.registry.models import Appeal, AuditRequest, Escalation, Feedback, OutboxMessage
-from tests.helpers import Chatter, verify
+from tests.helpers import Chatter, one, verify
 
 STAFF = {
     "slack_bot_token": "xoxb-test",
@@ -55,11 +54,6 @@ async def staffed(make_app: Callable[..., App]) -> AsyncIterator[tuple[App, Chat
         await application.close()
 
 
-async def one(app: App, model: type, *where: object) -> object:
-    async with app.sessionmaker() as session:
-        return (await session.execute(select(model).where(*where))).scalar_one()
-
-
 async def test_a_live_hand_off_from_question_to_rating(
     staffed: tuple[App, Chats, list[tuple[str, int]]],
 ) -> None:
@@ -89,9 +83,9 @@ async def test_a_live_hand_off_from_question_to_rating(
     member.last = [closing]
     assert "Gracias por su calificación" in await member.press("★★★★")
     escalation = await one(app, Escalation, Escalation.id == escalation_id)
-    assert isinstance(escalation, Escalation) and (escalation.status, escalation.rating) == ("resolved", 4)
+    assert (escalation.status, escalation.rating) == ("resolved", 4)
     feedback = await one(app, Feedback, Feedback.rating.is_not(None))
-    assert isinstance(feedback, Feedback) and feedback.rating == 4
+    assert feedback.rating == 4
     # the conversation is the assistant's again
     assert "Forgot Password" in await member.say("olvidé mi contraseña")
 
@@ -111,7 +105,7 @@ async def test_an_audit_denied_then_appealed_then_approved(
     await member.say("中文")
     await verify(member, app.sessionmaker, *WEI)
     audit = await one(app, AuditRequest, AuditRequest.reference == "AUD-DEMO-0002")
-    assert isinstance(audit, AuditRequest) and audit.status == "submitted"
+    assert audit.status == "submitted"
 
     refused = await app.helpdesk.decide("audit", audit.id, user="USTAFF", approve=False, note="x")
     assert not refused.ok and "Operations Team" in refused.message
@@ -124,7 +118,7 @@ async def test_an_audit_denied_then_appealed_then_approved(
     told = chats.texts("wei")[-1]
     assert "未获批准" in told and "9 units" in told and "申诉" in told
     mail = await one(app, OutboxMessage, OutboxMessage.subject.contains("AUD-DEMO-0002"))
-    assert isinstance(mail, OutboxMessage) and "未获批准" in mail.body
+    assert "未获批准" in mail.body
 
     await member.say("我要申诉")
     await member.press("现在开始")
@@ -133,7 +127,7 @@ async def test_an_audit_denied_then_appealed_then_approved(
     await member.press("完成")
     await member.press("是")
     appeal = await one(app, Appeal, Appeal.audit_request_id == audit.id)
-    assert isinstance(appeal, Appeal) and appeal.status == "submitted"
+    assert appeal.status == "submitted"
 
     assert not (await app.helpdesk.decide("appeal", appeal.id, user="UOPS", approve=True)).ok
     assert (await app.helpdesk.decide("appeal", appeal.id, user="UDIR", approve=True, note="Confirmed.")).ok

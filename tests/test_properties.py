@@ -60,16 +60,22 @@ async def check_polite(app: App, member: Chatter, text: str) -> None:
         assert (await session.execute(query)).scalar_one() in LANGUAGES
 
 
-@pytest.mark.parametrize("step", ["outside", "registry_id", "email", "handoff"])
-async def test_any_message_at_any_step_gets_a_polite_reply(sqlite_app: App, step: str) -> None:
-    examples: list[str] = []
+def generated_messages() -> list[str]:
+    """The messages hypothesis generates (collected, then sent one by one from the async test)."""
+    found: list[str] = []
 
     @PROPERTY_SETTINGS
     @given(MESSAGES)
     def collect(text: str) -> None:
-        examples.append(text)
+        found.append(text)
 
     collect()
+    return found
+
+
+@pytest.mark.parametrize("step", ["outside", "registry_id", "email", "handoff"])
+async def test_any_message_at_any_step_gets_a_polite_reply(sqlite_app: App, step: str) -> None:
+    examples = generated_messages()
     escalations = await count_rows(sqlite_app, Escalation)
     for text in examples:
         member = Chatter(sqlite_app.engine, f"{step}-{next(_users)}")
@@ -85,14 +91,7 @@ async def test_any_message_at_any_step_gets_a_polite_reply(sqlite_app: App, step
 
 
 async def test_any_message_in_an_audit_request_files_nothing_unconfirmed(sqlite_app: App) -> None:
-    examples: list[str] = []
-
-    @PROPERTY_SETTINGS
-    @given(MESSAGES)
-    def collect(text: str) -> None:
-        examples.append(text)
-
-    collect()
+    examples = generated_messages()
     member = Chatter(sqlite_app.engine, "auditor")
     await verify(member, sqlite_app.sessionmaker, "10000003", "james.carter@example.org")
     for text in examples:

@@ -26,7 +26,7 @@ from bot.channels.telegram import CALLBACK_DATA_LIMIT, SECRET_HEADER, TelegramCh
 from bot.i18n import gettext
 from bot.registry.models import AuditRequest, Conversation, Document, Enrollment, Member, Training
 from tests.fakes.telegram_api import Call, FakeBotAPI
-from tests.helpers import count_rows, latest_mail
+from tests.helpers import count_rows, latest_mail, one, rows
 
 WEI = ("10000002", "wei.chen@example.org")
 JAMES = ("10000003", "james.carter@example.org")
@@ -271,15 +271,8 @@ async def test_documents_are_downloaded_for_an_audit_and_too_large_ones_refused(
 
     await james.press("Done")
     assert "AUD-2026-00001" in await james.press("Yes")
-    async with app.sessionmaker() as session:
-        audit = (
-            await session.execute(select(AuditRequest).where(AuditRequest.reference == "AUD-2026-00001"))
-        ).scalar_one()
-        stored = (
-            (await session.execute(select(Document).where(Document.audit_request_id == audit.id)))
-            .scalars()
-            .all()
-        )
+    audit = await one(app, AuditRequest, AuditRequest.reference == "AUD-2026-00001")
+    stored = await rows(app, Document, Document.audit_request_id == audit.id)
     assert sorted(d.sha256 for d in stored) == sorted(hashlib.sha256(c).hexdigest() for c in (PDF, JPEG))
     assert {d.filename for d in stored} == {"cert.pdf", "photo-pl.jpg"}
 

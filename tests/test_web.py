@@ -12,12 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
 
 from bot.app import App
 from bot.channels.web import COOKIE, MAX_UPLOAD, VisitorCookie, WebChat, create_asgi, negotiate
 from bot.registry.models import AuditRequest, Document, TranscriptEntry
-from tests.helpers import count_rows, latest_mail
+from tests.helpers import count_rows, latest_mail, one, rows
 
 SECRET = b"test-secret-for-the-web-chat-cookie"
 JAMES = ("10000003", "james.carter@example.org")
@@ -259,15 +258,8 @@ async def test_a_pdf_is_uploaded_during_an_audit_request(app: App, clients: Clie
     assert "Done" in " ".join(james.buttons())
     await james.press("Done")
     assert "AUD-2026-00001" in await james.press("Yes")
-    async with app.sessionmaker() as session:
-        audit = (
-            await session.execute(select(AuditRequest).where(AuditRequest.reference == "AUD-2026-00001"))
-        ).scalar_one()
-        documents = (
-            (await session.execute(select(Document).where(Document.audit_request_id == audit.id)))
-            .scalars()
-            .all()
-        )
+    audit = await one(app, AuditRequest, AuditRequest.reference == "AUD-2026-00001")
+    documents = await rows(app, Document, Document.audit_request_id == audit.id)
     assert sorted((d.filename, d.content_type) for d in documents) == [
         ("course.pdf", "application/pdf"),
         ("syllabus.pdf", "application/pdf"),
