@@ -118,7 +118,7 @@ class Engine:
                 self._retrying = asyncio.create_task(self._retry_waiting())
             return [Reply(self._render_early(inbound, "database_down"))]
 
-    async def language_of(self, channel: str, user_id: str) -> str | None:
+    async def conversation_language(self, channel: str, user_id: str) -> str | None:
         """The language of this chat user's conversation, for what a channel says on its own (a refused
         file, an error); None when there is none yet or the database cannot say."""
         try:

@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 # a card still unposted this long after its row was stored is one a stopped process never posted (a live
 # process posts within seconds, or is still retrying a Slack rate limit)
 MISSED_AFTER = timedelta(minutes=2)
+# the engine's events that put a card in Slack, and the kind of card
+CARD_OF_EVENT = {"escalation": "escalation", "audit_request": "audit", "appeal": "appeal"}
 SUMMARY_LOOKBACK = timedelta(days=7)  # after-hours hand-offs older than this are in /registry queue anyway
 MAX_SECTION = 2900  # Block Kit section text holds 3,000 characters
 LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "zh_Hans": "Chinese (Simplified)"}
@@ -221,12 +223,17 @@ class SlackChannel:
 
     async def on_event(self, event: str, row_id: int) -> None:
         """Engine listener: post new escalations, member messages, audit requests and appeals."""
-        if event == "escalation":
-            await self.post_escalation(row_id)
-        elif event == "member_message":
+        if event == "member_message":
             await self.post_member_message(row_id)
-        elif event in ("audit_request", "appeal"):
-            await self.post_request("audit" if event == "audit_request" else "appeal", row_id)
+        elif event in CARD_OF_EVENT:
+            await self.post_card(CARD_OF_EVENT[event], row_id)
+
+    async def post_card(self, kind: str, row_id: int) -> None:
+        """Post the card of an escalation, audit request or appeal (``kind`` as ``HelpDesk.record_post``)."""
+        if kind == "escalation":
+            await self.post_escalation(row_id)
+        else:
+            await self.post_request(kind, row_id)
 
     async def post_missed(self) -> int:
         """Post the cards of hand-offs and requests stored more than ``MISSED_AFTER`` ago that never reached
@@ -235,9 +242,7 @@ class SlackChannel:
         posted = 0
         for kind, row_id in await self.helpdesk.unposted(self.helpdesk.clock() - MISSED_AFTER):
             if await self.helpdesk.first_delivery("slack-card", f"{kind}:{row_id}"):
-                await (
-                    self.post_escalation(row_id) if kind == "escalation" else self.post_request(kind, row_id)
-                )
+                await self.post_card(kind, row_id)
                 posted += 1
         return posted
 

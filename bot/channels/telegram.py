@@ -432,7 +432,7 @@ class TelegramChannel:
         """The language for what the channel says itself: the conversation's, else Telegram's language_code.
         Asked only when there is something to say (a refused file, a failure): it costs a read."""
         if user is not None:
-            chosen = await self.engine.language_of(CHANNEL, str(user.id))
+            chosen = await self.engine.conversation_language(CHANNEL, str(user.id))
             if chosen:
                 return chosen
         return language_of(user, self.engine.profile.default_language)
