@@ -18,6 +18,8 @@ from bot.knowledge import KnowledgeBase
 from bot.metrics import Metrics
 from bot.registry import repo
 from bot.registry.session import make_engine, make_sessionmaker, upgrade
+from bot.understanding.model import ModelError
+from bot.understanding.store import load_models
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +51,16 @@ class App:
         database = make_engine(settings.database_url, schema=settings.database_schema)
         sessionmaker = make_sessionmaker(database)
         knowledge = load_knowledge(settings.content_dir / "knowledge")
+        models = load_models(settings.content_dir, (profile.key,))
+        if profile.key not in models:
+            raise ModelError(f"no topic model for {profile.key!r}; run: registry-bot kb train")
         metrics = Metrics()
         engine = Engine(
             settings=settings,
             profile=profile,
             database=database,
             knowledge=knowledge,
+            models=models,
             clock=clock,
             metrics=metrics,
         )

@@ -9,7 +9,7 @@ conversations are in flight at once; a fixed number of turns run inside the engi
 For each database (a temporary SQLite file, and a PostgreSQL schema of its own when a server is
 reachable) three phases run: article turns alone, flow turns alone, and the mix (about 70 % article
 turns). Each reports turns per second, p50/p95/p99 latency of a turn (the time ``Engine.handle`` takes)
-and the SQL statements a turn sends. Retrieval alone (``KnowledgeBase.search``) is measured separately.
+and the SQL statements a turn sends. Retrieval alone (the topic model and the answer rule) is measured separately.
 
 Targets on one core: retrieval 5,000 questions/s; article turns 1,000/s with p99 under 5 ms on SQLite;
 flow turns 300/s on PostgreSQL. Nothing here is a test: the figures depend on the machine.
@@ -39,13 +39,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot import text as textutil
 from bot.app import App, load_knowledge
 from bot.config import Settings
-from bot.knowledge import KnowledgeBase
+from bot.intents import Understander
 from bot.messages import Attachment, Inbound, Reply
 from bot.registry.models import Enrollment, Member, OutboxMessage, Training
 from bot.registry.session import make_engine
+from bot.understanding.message import Message
+from bot.understanding.store import load_models
 
 LOCAL_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-QUESTION_FILES = ("eval/questions.jsonl", "eval/questions-more.jsonl")
+QUESTION_FILES = ("eval/questions.jsonl", "training/questions-more.jsonl")
 ARTICLE_SHARE = 0.7  # of the mixed phase's turns
 FLOW_TURNS = (6, 10, 2)  # turns of the withdrawal, audit request and Registry ID scripts
 WITHDRAWABLE = ("T-401", "T-403")  # demo trainings whose sponsors let members withdraw themselves
@@ -157,21 +159,20 @@ def load_questions(root: Path, registry: str = "ca") -> list[Question]:
 
 
 def bench_retrieval(
-    knowledge: KnowledgeBase, registry: str, questions: list[Question], seconds: float
+    understander: Understander, registry: str, questions: list[Question], seconds: float
 ) -> dict[str, Any]:
-    """``KnowledgeBase.search`` alone, as the engine calls it, over and over the questions.
+    """The topic model and the answer rule alone (``Understander.search``), over and over the questions.
 
-    The cache of normalized messages is emptied before each pass, so every question is read afresh; the
-    per-word caches stay warm, as in a running process.
+    The cache of normalized messages is emptied before each pass, so every question is read afresh.
     """
-    for question in questions:  # warm up the per-word caches
-        knowledge.search(question.text, registry, lang=question.lang, limit=4)
+    for question in questions:  # warm up
+        understander.search(Message.of(question.text, question.lang), registry)
     done, elapsed = 0, 0.0
     while elapsed < seconds:
         textutil.normalize.cache_clear()
         started = time.perf_counter()
         for question in questions:
-            knowledge.search(question.text, registry, lang=question.lang, limit=4)
+            understander.search(Message.of(question.text, question.lang), registry)
         elapsed += time.perf_counter() - started
         done += len(questions)
     return {"questions_per_s": round(done / elapsed, 1), "questions": done}
@@ -496,9 +497,10 @@ async def run_bench(
     options.core = pin_to_one_core() if options.pin else None
     questions = load_questions(settings.content_dir, registry)
     knowledge = load_knowledge(settings.content_dir / "knowledge")
+    understander = Understander(knowledge, load_models(settings.content_dir, (registry,)))
     result: dict[str, Any] = {}
     say("retrieval ...")
-    result["retrieval"] = bench_retrieval(knowledge, registry, questions, min(options.seconds, 3.0))
+    result["retrieval"] = bench_retrieval(understander, registry, questions, min(options.seconds, 3.0))
     with tempfile.TemporaryDirectory(prefix="registry-bot-bench-") as folder:
         say("sqlite ...")
         url = f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bot.app import App, load_knowledge
 from bot.config import LANGUAGES, Settings, load_profile
+from bot.knowledge import KnowledgeBase
 from bot.logs import configure as configure_logging
 from bot.server import Channel, connect
 
@@ -40,16 +41,24 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="one JSON object per line")
     ask.add_argument("--lang", default="auto", choices=("auto", *LANGUAGES))
 
-    evaluate = add_command("eval", help="score a questions file (JSON lines)")
-    evaluate.add_argument("file", type=Path)
+    evaluate = add_command("eval", help="score question files (JSON lines); default every file in eval/")
+    evaluate.add_argument("file", type=Path, nargs="*")
     evaluate.add_argument("--verbose", "-v", action="store_true", help="list every miss")
 
     database = add_command("db", help="database: upgrade, downgrade, seed-demo")
     database.add_argument("action", choices=("upgrade", "downgrade", "seed-demo"))
     database.add_argument("--revision", default=None)
 
-    knowledge = add_command("kb", help="knowledge base: check")
-    knowledge.add_argument("action", choices=("check",))
+    knowledge = add_command(
+        "kb", help="knowledge base: check it (and that each model is up to date), or train the models"
+    )
+    knowledge.add_argument("action", choices=("check", "train"))
+    knowledge.add_argument(
+        "--training",
+        type=Path,
+        nargs="*",
+        help="question files to train on (default training/*.jsonl); evaluation files are refused",
+    )
 
     serve = add_command(
         "serve", help="run the web chat and every configured channel on one HTTP server, with /healthz"
@@ -177,12 +186,10 @@ def _serve(args: argparse.Namespace, settings: Settings, registry: str) -> int:
 
 def _understander(settings: Settings):  # type: ignore[no-untyped-def]
     from bot.intents import Understander
+    from bot.understanding.store import load_models
 
-    return Understander(
-        load_knowledge(settings.content_dir / "knowledge"),
-        answer_threshold=settings.answer_threshold,
-        clarify_threshold=settings.clarify_threshold,
-    )
+    knowledge = load_knowledge(settings.content_dir / "knowledge")
+    return Understander(knowledge, load_models(settings.content_dir, tuple(knowledge.registries())))
 
 
 def _ask(args: argparse.Namespace, settings: Settings, registry: str) -> int:
@@ -205,15 +212,22 @@ def _ask(args: argparse.Namespace, settings: Settings, registry: str) -> int:
 
 def _eval(args: argparse.Namespace, settings: Settings, registry: str) -> int:
     from bot.evaluation import evaluate
+    from bot.understanding.store import evaluation_files
 
-    if not args.file.is_file():
-        print(f"registry-bot: no such file: {args.file}", file=sys.stderr)
+    files = args.file or evaluation_files(settings.content_dir)
+    missing = [path for path in files if not path.is_file()]
+    if missing:
+        print(f"registry-bot: no such file: {missing[0]}", file=sys.stderr)
         return 2
-    report = evaluate(_understander(settings), args.file)
-    print("\n".join(report.lines()))
-    if args.verbose:
-        for failure in report.failures:
-            print(json.dumps(failure, ensure_ascii=False))
+    understander = _understander(settings)
+    for number, path in enumerate(files):
+        report = evaluate(understander, path)
+        if len(files) > 1:
+            print(("\n" if number else "") + f"== {path}")
+        print("\n".join(report.lines()))
+        if args.verbose:
+            for failure in report.failures:
+                print(json.dumps(failure, ensure_ascii=False))
     return 0
 
 
@@ -244,13 +258,40 @@ def _kb(args: argparse.Namespace, settings: Settings, registry: str) -> int:
     from bot.flows import FLOWS
     from bot.knowledge import check
 
-    problems = check(settings.content_dir / "knowledge", known_flows=FLOWS)
+    root = settings.content_dir / "knowledge"
+    if args.action == "train":
+        return _train(args, settings, KnowledgeBase.load(root))
+    problems = check(root, known_flows=FLOWS)
+    if not problems:
+        from bot.understanding.train import stale_models
+
+        problems = stale_models(KnowledgeBase.load(root), settings.content_dir)
     for problem in problems:
         print(problem)
     if problems:
         print(f"{len(problems)} problem(s)")
         return 1
-    print("knowledge base is sound")
+    print("knowledge base is sound; every model is up to date")
+    return 0
+
+
+def _train(args: argparse.Namespace, settings: Settings, knowledge: KnowledgeBase) -> int:
+    from bot.understanding.store import evaluation_files, model_path, training_files
+    from bot.understanding.train import TrainingError, refuse_evaluation_files, save, train
+
+    training = args.training if args.training is not None else training_files(settings.content_dir)
+    try:
+        refuse_evaluation_files(training, evaluation_files(settings.content_dir))
+        for each in knowledge.registries():
+            arrays = train(
+                knowledge, each, knowledge_root=settings.content_dir / "knowledge", training=training
+            )
+            save(arrays, model_path(settings.content_dir, each))
+            info = json.loads(str(arrays["info"]))
+            print(f"{each}: {info['examples']} examples, thresholds {info['thresholds']}")
+    except TrainingError as error:
+        print(f"registry-bot: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -35,10 +35,6 @@ class Settings(BaseSettings):
     demo_data: Path = PROJECT_DIR / "data" / "demo-registry.json"
     # A flow left untouched this long starts over politely.
     flow_timeout_hours: float = 24.0
-    # Matching thresholds: at or above `answer` with a clear lead the article is given; between `clarify`
-    # and `answer` the member is asked which topic was meant.
-    answer_threshold: float = 0.62
-    clarify_threshold: float = 0.40
     log_level: str = "WARNING"
     log_format: Literal["text", "json"] = "text"  # json: one object per line, for log collectors
     # E-mail over SMTP; with no host, mail stays in the outbox (`registry-bot outbox` lists it).
@@ -120,6 +116,8 @@ class Profile(BaseModel):
     hours: dict[str, tuple[time, time]] | None = None
     holidays: HolidaySettings = Field(default_factory=HolidaySettings)
     flows: list[str] = Field(default_factory=list)
+    #: the topics offered as buttons on "help" and when the assistant did not understand (default: errands)
+    menu: list[str] = Field(default_factory=list)
     notice: str | dict[str, str] = ""
 
     @field_validator("hours")

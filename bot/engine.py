@@ -15,30 +15,30 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import Profile, Settings
-from bot.flows import FLOWS, Done, Flow, FlowState, Reask, Stay
+from bot.flows import FLOWS, Flow
 from bot.hours import SupportHours
-from bot.i18n import N_, resolve_locale
-from bot.intents import Understander, Understanding
-from bot.knowledge import Article, KnowledgeBase
+from bot.i18n import resolve_locale
+from bot.intents import Understander
+from bot.knowledge import KnowledgeBase
 from bot.language import detect_language
-from bot.messages import Choice, Inbound, Link, Reply
+from bot.messages import Inbound, Reply
 from bot.metrics import Metrics
 from bot.registry import repo
 from bot.render import render
+from bot.router import Router
 from bot.turn import Turn
+from bot.understanding.message import Message
+from bot.understanding.model import TopicModel
 
 logger = logging.getLogger(__name__)
 
-# Menu of what the assistant does, offered on "help" and when it did not understand.
-MENU_TOPICS = ("find-registry-id", "withdraw-training", "audit-request", "appeal", "forgot-password")
 MAX_TEXT = 4000  # longer messages are cut before matching and storing
 RATE_WINDOW = timedelta(minutes=1)
 MAX_TRACKED_USERS = 10_000
@@ -63,6 +63,7 @@ class Engine:
         profile: Profile,
         database: AsyncEngine,
         knowledge: KnowledgeBase,
+        models: Mapping[str, TopicModel],
         flows: dict[str, Flow] | None = None,
         clock: Callable[[], datetime] = utcnow,
         listeners: list[Callable[[str, int], Awaitable[None]]] | None = None,
@@ -78,10 +79,13 @@ class Engine:
         self.listeners = listeners if listeners is not None else []
         self.hours = SupportHours(profile)
         self.metrics = metrics
-        self.understander = Understander(
-            knowledge,
-            answer_threshold=settings.answer_threshold,
-            clarify_threshold=settings.clarify_threshold,
+        self.router = Router(
+            settings=settings,
+            profile=profile,
+            knowledge=knowledge,
+            understander=Understander(knowledge, models),
+            flows=self.flows,
+            hours=self.hours,
         )
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
@@ -93,7 +97,6 @@ class Engine:
         self._retrying: asyncio.Task[None] | None = None
         self._events: asyncio.Queue[tuple[str, int]] = asyncio.Queue()  # for the listeners, in order
         self._notifier: asyncio.Task[None] | None = None
-        self._answers: dict[tuple[str, str, str], Reply] = {}  # (article, its language, member's language)
 
     async def handle(self, inbound: Inbound) -> list[Reply]:
         """Handle one message; a delivery id seen before returns no replies and changes nothing.
@@ -236,7 +239,9 @@ class Engine:
                 memory=state.setdefault("memory", {}),
             )
             if text and not turn.lang_explicit and not text.lstrip().startswith("/"):
-                detected = detect_language(text, self.knowledge)
+                # a conversation under way changes language on clear evidence only ("ok", "1", a code: never)
+                settled = bool(state.get("greeted"))
+                detected = detect_language(text, self.knowledge, margin=2 if settled else 1)
                 if detected:
                     turn.set_language(detected, explicit=False)
             said = text or (inbound.payload or "")
@@ -252,7 +257,7 @@ class Engine:
                 replies = []
             else:
                 try:
-                    replies = await self._route(turn, state, text)
+                    replies = await self.router.route(turn, state, Message.of(text, turn.lang))
                 except BaseException:  # the transaction rolls back; the session a flow opened goes too
                     with contextlib.suppress(Exception):
                         await turn.close()
@@ -262,6 +267,7 @@ class Engine:
                 notice = self.profile.notice_for(turn.lang)
                 if notice:
                     replies.insert(0, Reply(turn.render("notice", notice=notice)))
+            Router.shown(state, replies)
             state["lang"], state["lang_explicit"] = turn.lang, turn.lang_explicit
             transcript.extend(("out", reply.text) for reply in replies)
             await turn.flush()
@@ -330,292 +336,3 @@ class Engine:
             return self.settings.slack_enabled and not (inbound.payload or "").startswith("rate:")
         turn.memory.pop("escalation", None)
         return False
-
-    async def _route(self, turn: Turn, state: dict[str, Any], text: str) -> list[Reply]:
-        active = self._active_flow(state)
-        replies: list[Reply] = []
-        if active is not None:
-            touched = active[1].touched()
-            limit = timedelta(hours=self.settings.flow_timeout_hours)
-            if touched is not None and turn.now - touched > limit:
-                await self._end_flow(turn, state, *active)
-                replies.append(Reply(turn.render("flow_timeout")))
-                active = None
-        if turn.inbound.payload:
-            return replies + await self._payload(turn, state, turn.inbound.payload)
-        if not text.strip() and not turn.inbound.attachments:
-            reply = [Reply(turn.render("empty"))]
-            return replies + reply + (await self._reprompt(turn, state) if active else [])
-        if turn.inbound.attachments and active is None:
-            return [*replies, Reply(turn.render("documents_outside_flow"))]
-        understanding = (
-            self.understander.understand(text, self.profile.key, turn.lang)
-            if text.strip()
-            else Understanding("empty")
-        )
-        if active is not None:
-            return replies + await self._in_flow(turn, state, understanding)
-        return replies + await self._outside_flow(turn, state, understanding, text)
-
-    def _active_flow(self, state: dict[str, Any]) -> tuple[Flow, FlowState] | None:
-        raw = state.get("flow")
-        if not raw:
-            return None
-        flow_state = FlowState.from_dict(raw)
-        flow = self.flows.get(flow_state.name)
-        if flow is None:  # a flow removed since the state was saved
-            state.pop("flow", None)
-            return None
-        return flow, flow_state
-
-    async def _payload(self, turn: Turn, state: dict[str, Any], payload: str) -> list[Reply]:
-        kind, _, rest = payload.partition(":")
-        active = self._active_flow(state)
-        if kind == "lang" and rest in ("en", "es", "zh_Hans"):
-            turn.set_language(rest, explicit=True)
-            return [Reply(turn.render("language_set"))] + await self._reprompt(turn, state)
-        if kind == "topic":
-            article = self.knowledge.article(self.profile.key, rest, turn.lang)
-            if article is not None:
-                return await self._answer(turn, state, article)
-        if kind == "rate":
-            escalation_id, _, stars = rest.partition(":")
-            if escalation_id.isdigit() and stars in ("1", "2", "3", "4", "5"):
-                rated = await repo.rate_escalation(
-                    turn.session,
-                    escalation_id=int(escalation_id),
-                    conversation_id=turn.conversation_id,
-                    rating=int(stars),
-                    now=turn.now,
-                )
-                if rated:
-                    return [Reply(turn.render("helpdesk/rated"))]
-        if kind == "flow" and rest in self.flows:
-            return await self.start_flow(turn, state, rest)
-        if kind == "s" and active is not None:
-            flow, flow_state = active
-            flow_name, _, slot_value = rest.partition(":")
-            slot, _, value = slot_value.partition(":")
-            if flow_name == flow.name and slot == flow.next_slot(turn, flow_state):
-                turn.answer = value
-                return await self._answer_slot(turn, state, flow, flow_state)
-        return [Reply(turn.render("stale_button"))] + await self._reprompt(turn, state)
-
-    async def _in_flow(self, turn: Turn, state: dict[str, Any], understanding: Understanding) -> list[Reply]:
-        flow, flow_state = self._active_flow(state) or (None, None)
-        assert flow is not None and flow_state is not None
-        name = understanding.name if understanding.kind in ("intent", "command") else None
-        if name == "cancel":
-            await self._end_flow(turn, state, flow, flow_state)
-            return [Reply(turn.render("flow_cancelled", flow_title=turn.t(flow.title)))]
-        if name == "back":
-            if not flow_state.filled:
-                return [Reply(turn.render("flow_back_first"))] + await self._reprompt(turn, state)
-            slot = flow_state.filled.pop()
-            flow_state.slots.pop(slot, None)
-            self._save_flow(turn, state, flow_state)
-            return [await flow.prompt(flow.next_slot(turn, flow_state) or slot, turn, flow_state)]
-        if name == "help":
-            slot = flow.next_slot(turn, flow_state) or ""
-            return [Reply(flow.help(slot, turn, flow_state))] + await self._reprompt(turn, state)
-        if understanding.kind == "language" or name == "language":
-            chosen = (
-                understanding.argument
-                if understanding.kind == "language"
-                else resolve_locale(understanding.argument)
-            )
-            if chosen and flow.name != "language":
-                turn.set_language(chosen, explicit=True)
-                return [Reply(turn.render("language_set"))] + await self._reprompt(turn, state)
-        return await self._answer_slot(turn, state, flow, flow_state, understanding)
-
-    async def _outside_flow(
-        self, turn: Turn, state: dict[str, Any], understanding: Understanding, text: str
-    ) -> list[Reply]:
-        kind, name = understanding.kind, understanding.name
-        turn.outcome = kind
-        if kind == "language":
-            turn.set_language(understanding.argument, explicit=True)
-            return [Reply(turn.render("language_set"))]
-        if kind in ("command", "intent"):
-            if name == "language":
-                chosen = resolve_locale(understanding.argument)
-                if chosen:
-                    turn.set_language(chosen, explicit=True)
-                    return [Reply(turn.render("language_set"))]
-                return await self.start_flow(turn, state, "language")
-            if name == "greeting":
-                return [self._menu(turn, "welcome")]
-            if name in ("help",):
-                return [self._menu(turn, "help")]
-            if name == "human":
-                return await self.start_flow(turn, state, "handoff")
-            if name == "hours":
-                return [self.hours_reply(turn)]
-            if name == "notice":
-                notice = self.profile.notice_for(turn.lang)
-                return [Reply(turn.render("notice", notice=notice) if notice else turn.render("no_notice"))]
-            if name in ("thanks", "goodbye"):
-                return [Reply(turn.render(name))]
-            if name in ("cancel", "back"):
-                return [Reply(turn.render("nothing_to_cancel"))]
-            if name == "logout":
-                return await self.logout(turn)
-            if name in ("link", "status"):
-                return await self.start_flow(turn, state, name)
-            return [self._menu(turn, "help")]
-        if kind == "answer" and name:
-            article = self.knowledge.article(self.profile.key, name, turn.lang)
-            if article is not None:
-                return await self._answer(turn, state, article)
-        if kind == "clarify":
-            choices = [self._topic_choice(turn, topic) for topic in understanding.alternatives]
-            choices.append(Choice(turn.t(N_("Talk to a person")), "flow:handoff"))
-            return [Reply(turn.render("clarify"), tuple(choices))]
-        turn.outcome = "unknown"
-        await repo.record_unanswered(
-            turn.connection,
-            conversation_id=turn.conversation_id,
-            registry=self.profile.key,
-            text=text,
-            language=turn.lang,
-            now=turn.now,
-        )
-        return [self._menu(turn, "unknown")]
-
-    # -- answers ------------------------------------------------------------------------------------------
-
-    def _topic_choice(self, turn: Turn, topic: str) -> Choice:
-        article = self.knowledge.article(self.profile.key, topic, turn.lang)
-        return Choice(article.title if article else topic, f"topic:{topic}")
-
-    def _menu(self, turn: Turn, template: str) -> Reply:
-        topics = [t for t in MENU_TOPICS if self.knowledge.article(self.profile.key, t, turn.lang)]
-        if not topics:
-            topics = self.knowledge.topics(self.profile.key)[:5]
-        choices = [self._topic_choice(turn, topic) for topic in topics]
-        choices.append(Choice(turn.t(N_("Talk to a person")), "flow:handoff"))
-        return Reply(turn.render(template), tuple(choices))
-
-    async def _answer(self, turn: Turn, state: dict[str, Any], article: Article) -> list[Reply]:
-        if article.kind == "action" and article.flow in self.flows:
-            return await self.start_flow(turn, state, article.flow)
-        # an article's answer depends only on the article and the member's language: rendered once
-        key = (article.id, article.lang, turn.lang)
-        reply = self._answers.get(key)
-        if reply is None:
-            reply = self._answers[key] = self._article_reply(turn, article)
-        return [reply]
-
-    def _article_reply(self, turn: Turn, article: Article) -> Reply:
-        choices: list[Choice] = []
-        offer = article.flow if article.flow in self.flows and article.flow in self.profile.flows else None
-        if offer:
-            choices.append(Choice(turn.t(N_("Yes, start now")), f"flow:{offer}"))
-        choices.extend(
-            self._topic_choice(turn, related)
-            for related in article.related[:3]
-            if self.knowledge.article(self.profile.key, related, turn.lang)
-        )
-        links = (
-            (Link(turn.t(N_("Read more on the registry's site")), article.source),) if article.source else ()
-        )
-        text = turn.render("answer", article=article, offer=offer)
-        return Reply(text, tuple(choices), links)
-
-    def hours_reply(self, turn: Turn) -> Reply:
-        """Whether the help desk is open now, and if not, when it opens (from the profile's hours)."""
-        if not self.hours.known:
-            return Reply(turn.render("hours_unknown"))
-        is_open = self.hours.is_open(turn.now)
-        return Reply(turn.render("hours", is_open=is_open, next_opening=self.hours.next_opening(turn.now)))
-
-    async def logout(self, turn: Turn) -> list[Reply]:
-        removed = await repo.unlink(turn.session, channel=turn.channel, user_id=turn.user_id)
-        turn.member = None
-        return [Reply(turn.render("logged_out" if removed else "not_linked"))]
-
-    # -- flows --------------------------------------------------------------------------------------------
-
-    async def _end_flow(self, turn: Turn, state: dict[str, Any], flow: Flow, flow_state: FlowState) -> None:
-        """Stop the flow early: it undoes what it kept, and nothing of it is left in the conversation."""
-        await flow.discard(turn, flow_state)
-        state.pop("flow", None)
-        state.pop("after_link", None)
-
-    def _save_flow(self, turn: Turn, state: dict[str, Any], flow_state: FlowState) -> None:
-        flow_state.touched_at = turn.now.isoformat()
-        state["flow"] = flow_state.to_dict()
-
-    async def start_flow(self, turn: Turn, state: dict[str, Any], name: str) -> list[Reply]:
-        """Begin flow ``name`` (linking the chat account first when the flow needs a verified member)."""
-        flow = self.flows.get(name)
-        if flow is None or (name not in self.profile.flows and name != "language"):
-            return [Reply(turn.render("flow_unavailable"))]
-        if flow.needs_link and turn.member is None:
-            link = self.flows.get("link")
-            if link is None:
-                return [Reply(turn.render("flow_unavailable"))]
-            state["after_link"] = name
-            flow = link
-        state.pop("flow", None)
-        flow_state = FlowState(name=flow.name)
-        started = await flow.start(turn, flow_state)
-        if isinstance(started, Done):
-            return list(started.replies)
-        self._save_flow(turn, state, flow_state)
-        return started + await self._next(turn, state, flow, flow_state)
-
-    async def _next(
-        self, turn: Turn, state: dict[str, Any], flow: Flow, flow_state: FlowState
-    ) -> list[Reply]:
-        slot = flow.next_slot(turn, flow_state)
-        if slot is not None:
-            self._save_flow(turn, state, flow_state)
-            return [await flow.prompt(slot, turn, flow_state)]
-        state.pop("flow", None)
-        replies = await flow.complete(turn, flow_state)
-        after = state.pop("after_link", None)
-        if flow.name == "link" and after and turn.member is not None:
-            replies += await self.start_flow(turn, state, after)
-        return replies
-
-    async def _reprompt(self, turn: Turn, state: dict[str, Any]) -> list[Reply]:
-        active = self._active_flow(state)
-        if active is None:
-            return []
-        flow, flow_state = active
-        slot = flow.next_slot(turn, flow_state)
-        return [await flow.prompt(slot, turn, flow_state)] if slot else []
-
-    async def _answer_slot(
-        self,
-        turn: Turn,
-        state: dict[str, Any],
-        flow: Flow,
-        flow_state: FlowState,
-        understanding: Understanding | None = None,
-    ) -> list[Reply]:
-        slot = flow.next_slot(turn, flow_state)
-        if slot is None:
-            return await self._next(turn, state, flow, flow_state)
-        result = await flow.validate(slot, turn, flow_state)
-        if isinstance(result, Done):
-            await self._end_flow(turn, state, flow, flow_state)
-            return list(result.replies)
-        if isinstance(result, Stay):
-            self._save_flow(turn, state, flow_state)
-            return list(result.replies)
-        if isinstance(result, Reask):
-            self._save_flow(turn, state, flow_state)
-            if understanding is not None and understanding.kind == "answer" and understanding.name:
-                article = self.knowledge.article(self.profile.key, understanding.name, turn.lang)
-                if article is not None and article.kind == "article":
-                    # a question asked mid-flow: answer it, then carry on where the member was
-                    answer = await self._answer(turn, state, article)
-                    back = Reply(turn.render("back_to_flow", flow_title=turn.t(flow.title)))
-                    return [*answer, back, await flow.prompt(slot, turn, flow_state)]
-            return [Reply(result.reason), await flow.prompt(slot, turn, flow_state)]
-        flow_state.slots[slot] = result
-        flow_state.filled.append(slot)
-        return await self._next(turn, state, flow, flow_state)

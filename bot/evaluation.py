@@ -10,8 +10,11 @@ from typing import Any
 
 from bot.intents import Understander, Understanding
 from bot.language import detect_language
+from bot.understanding.message import Message
 
 INTENT_TOPICS = {"hours": "contact-support", "human": "talk-to-person"}
+# probability bands of the calibration line: how often an answer given with that probability was right
+BANDS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01)
 
 
 def topic_of(understanding: Understanding) -> str | None:
@@ -26,7 +29,7 @@ def topic_of(understanding: Understanding) -> str | None:
 def ask(understander: Understander, question: str, *, registry: str, lang: str = "auto") -> dict[str, Any]:
     """The ``ask --json`` record of one question."""
     detected = lang if lang != "auto" else (detect_language(question, understander.knowledge) or "en")
-    understanding = understander.understand(question, registry, detected)
+    understanding = understander.understand(Message.of(question, detected), registry)
     return {
         "question": question,
         "lang": detected,
@@ -46,6 +49,8 @@ class Report:
     lang_correct: int = 0
     questions: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
+    # per probability band: (answers given, answers right)
+    calibration: dict[int, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
 
     def accuracy(self, lang: str | None = None) -> float:
         if lang is None:
@@ -53,6 +58,10 @@ class Report:
         else:
             total, correct = self.total[lang], self.correct[lang]
         return correct / total if total else 1.0
+
+    @property
+    def wrong_rate(self) -> float:
+        return self.wrong_confident / self.questions if self.questions else 0.0
 
     def lines(self) -> list[str]:
         out = [
@@ -64,10 +73,18 @@ class Report:
             f"{self.accuracy():7.1%}"
         )
         out.append(f"out of scope handled: {self.out_of_scope_correct}/{self.out_of_scope}")
-        rate = self.wrong_confident / self.questions if self.questions else 0.0
-        out.append(f"wrong confident answers: {self.wrong_confident}/{self.questions} ({rate:.1%})")
+        out.append(f"wrong confident answers: {self.wrong_confident}/{self.questions} ({self.wrong_rate:.1%})")
         out.append(f"language detected: {self.lang_correct}/{self.questions}")
+        bands = []
+        for band, (given, right) in sorted(self.calibration.items()):
+            low, high = BANDS[band], min(BANDS[band + 1], 1.0)
+            bands.append(f"{low:.1f}-{high:.1f}: {right}/{given} right")
+        out.append("calibration (answers by probability): " + ("; ".join(bands) or "no answers"))
         return out
+
+
+def _band(score: float) -> int:
+    return next(i for i in range(len(BANDS) - 1) if BANDS[i] <= score < BANDS[i + 1])
 
 
 def evaluate(understander: Understander, path: Path) -> Report:
@@ -76,12 +93,12 @@ def evaluate(understander: Understander, path: Path) -> Report:
         if not line.strip():
             continue
         item = json.loads(line)
-        result = ask(understander, item["q"], registry=item.get("registry", "ca"))
-        expected, got = item.get("topic"), result["topic"]
+        understood_as = ask(understander, item["q"], registry=item.get("registry", "ca"))
+        expected, got = item.get("topic"), understood_as["topic"]
         lang = item.get("lang", "en")
         report.questions += 1
         report.total[lang] += 1
-        if result["lang"] == lang:
+        if understood_as["lang"] == lang:
             report.lang_correct += 1
         if got == expected:
             report.correct[lang] += 1
@@ -90,14 +107,18 @@ def evaluate(understander: Understander, path: Path) -> Report:
                 {
                     **item,
                     "got": got,
-                    "score": result["score"],
-                    "alternatives": result["alternatives"],
-                    "detected": result["lang"],
+                    "score": understood_as["score"],
+                    "alternatives": understood_as["alternatives"],
+                    "detected": understood_as["lang"],
                 }
             )
         if expected is None:
             report.out_of_scope += 1
             report.out_of_scope_correct += got is None
-        if got is not None and got != expected:
-            report.wrong_confident += 1
+        if got is not None:
+            band = report.calibration[_band(understood_as["score"])]
+            band[0] += 1
+            band[1] += got == expected
+            if got != expected:
+                report.wrong_confident += 1
     return report

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import holidays as holiday_calendars
@@ -54,6 +54,25 @@ class SupportHours:
         local = at.astimezone(self.tz)
         window = self._window(local.date())
         return window is not None and window[0] <= local < window[1]
+
+    def weekly_hours(self) -> list[tuple[int, time, time]]:
+        """(weekday number, opening, closing) for each day the help desk works, Monday first."""
+        return [(WEEKDAYS.index(day), *hours) for day, hours in self.weekly.items()]
+
+    def closes_at(self, at: datetime) -> datetime | None:
+        """When the help desk closes today, if it is open at ``at``."""
+        local = at.astimezone(self.tz)
+        window = self._window(local.date())
+        return window[1] if window is not None and window[0] <= local < window[1] else None
+
+    def next_holiday(self, at: datetime, *, within_days: int = 60) -> date | None:
+        """The next working day on which the help desk is closed for a holiday, within ``within_days``."""
+        today = at.astimezone(self.tz).date()
+        for offset in range(within_days):
+            day = today + timedelta(days=offset)
+            if WEEKDAYS[day.weekday()] in self.weekly and self.holiday(day):
+                return day
+        return None
 
     def next_opening(self, at: datetime) -> datetime | None:
         """When the help desk next opens after ``at`` (None when hours are unknown)."""

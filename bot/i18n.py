@@ -5,13 +5,20 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from datetime import datetime
+from datetime import date, datetime, time
 from io import BytesIO
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_date, format_datetime, format_time, get_timezone_name
+from babel.dates import (
+    format_date,
+    format_datetime,
+    format_interval,
+    format_time,
+    get_day_names,
+    get_timezone_name,
+)
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
@@ -103,6 +110,11 @@ def fmt_datetime(moment: datetime, lang: str, timezone: str) -> str:
     return gettext(lang, N_("{day} at {time} {zone}")).format(day=day, time=clock, zone=zone)
 
 
+def fmt_day(day: date, lang: str) -> str:
+    """A day without its year, in the member's locale ("Friday, December 25", "viernes, 25 de diciembre")."""
+    return format_date(day, format=_day_pattern(lang), locale=babel_locale(lang))
+
+
 def fmt_date(moment: datetime, lang: str, timezone: str) -> str:
     return format_date(moment.astimezone(ZoneInfo(timezone)), format="long", locale=babel_locale(lang))
 
@@ -114,4 +126,32 @@ def fmt_time(moment: datetime, lang: str, timezone: str) -> str:
 def fmt_timestamp(moment: datetime, lang: str, timezone: str) -> str:
     return _plain(
         format_datetime(moment, format="medium", tzinfo=ZoneInfo(timezone), locale=babel_locale(lang))
+    )
+
+
+def fmt_weekly_hours(weekly: list[tuple[int, time, time]], lang: str, timezone: str) -> list[str]:
+    """Weekly hours as lines, consecutive days with the same hours together: "Monday to Friday: 8:00 AM –
+    5:00 PM" (``weekly`` holds weekday numbers, Monday 0, with opening and closing times)."""
+    locale = babel_locale(lang)
+    names = get_day_names("wide", locale=locale)
+    groups: list[list[tuple[int, time, time]]] = []
+    for day in sorted(weekly):
+        last = groups[-1][-1] if groups else None
+        if last is not None and last[0] == day[0] - 1 and last[1:] == day[1:]:
+            groups[-1].append(day)
+        else:
+            groups.append([day])
+    lines = []
+    for group in groups:
+        first, last = names[group[0][0]], names[group[-1][0]]
+        days = first if len(group) == 1 else gettext(lang, N_("{first} to {last}")).format(first=first, last=last)
+        span = _plain(format_interval(group[0][1], group[0][2], "hm", locale=locale))
+        lines.append(gettext(lang, N_("{days}: {hours}")).format(days=days, hours=span))
+    return lines
+
+
+def zone_name(timezone: str, lang: str, moment: datetime) -> str:
+    """The time zone's generic name in the member's language ("Pacific Time", "hora del Pacífico")."""
+    return get_timezone_name(
+        moment.astimezone(ZoneInfo(timezone)), width="long", zone_variant="generic", locale=babel_locale(lang)
     )

@@ -1,26 +1,22 @@
-"""Support articles: loading ``knowledge/<registry>/<lang>/<topic>.md``, checking them, and searching them.
+"""Support articles: loading ``knowledge/<registry>/<lang>/<topic>.md`` and checking them.
 
-Search is lexical and fuzzy: every title, question variant and keyword of every language of a registry is
-indexed as a phrase of weighted terms (stemmed words; Chinese characters and character pairs). A query's
-words are mapped onto the vocabulary (exactly, by stem, or by rapidfuzz for typos), and each topic is scored
-by how much of the query it explains and how closely the query resembles one of its phrases. Words the
-knowledge base has never seen count against every topic, so a question about something else scores low.
+Which article answers a message is decided by the topic model (``bot.understanding``), trained on the
+articles' titles, example questions and keywords; this module only loads and checks the content.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from rapidfuzz import fuzz, process
+from rapidfuzz import fuzz
 
 from bot import text
 from bot.config import LANGUAGES
@@ -57,16 +53,6 @@ class Article:
     flow: str | None
     path: Path
     not_about: tuple[str, ...] = ()  # subjects that look alike but belong elsewhere ("gmail password")
-
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    """A topic, how well it fits (0 to 1), and how much evidence stands behind that (summed word weights)."""
-
-    topic: str
-    score: float
-    evidence: float = 0.0
-    coverage: float = 0.0  # the share of the question's weight that the evidence makes up
 
 
 class KnowledgeError(ValueError):
@@ -119,43 +105,7 @@ def parse_article(path: Path, *, registry: str, lang: str) -> Article:
     )
 
 
-# --- the index -----------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Phrase:
-    topic: str
-    terms: dict[str, float]
-    total: float
-
-
-@dataclass
-class _Index:
-    topics: list[str]
-    phrases: list[_Phrase] = field(default_factory=list)
-    postings: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
-    topic_terms: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    term_topics: dict[str, list[str]] = field(default_factory=dict)  # topic_terms inverted, in topic order
-    # postings with the phrase's weight of the term: term -> [(phrase number, weight)]
-    weighted_postings: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
-    phrase_topic: list[str] = field(default_factory=list)  # by phrase number, for the search loop
-    phrase_total: list[float] = field(default_factory=list)
-    marker_pieces: tuple[str, ...] = ()  # the Latin words of not_about markers, five letters or more
-    idf: dict[str, float] = field(default_factory=dict)
-    surface: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    surface_words: list[str] = field(default_factory=list)
-    unknown_weight: float = 2.0
-    # per topic, the not_about entries as (Latin words, Chinese runs): a query having all of one's pieces
-    # is about something else, and the topic is left out
-    excluded: dict[str, list[tuple[tuple[str, ...], tuple[str, ...]]]] = field(
-        default_factory=lambda: defaultdict(list)
-    )
-
-
-CJK_CHAR_FACTOR = 0.5
-PHRASE_FLOOR = 0.7
-UNKNOWN_FACTOR = 1.5  # a word no article uses weighs like a rare word: it signals another subject
-CONTEXT_FACTOR = 0.3  # an unknown everyday word of a chatty message ("my daughter") weighs less
+_Marker = tuple[tuple[str, ...], tuple[str, ...]]
 
 
 def _marker(entry: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -180,38 +130,6 @@ def _has_marker(marker: tuple[tuple[str, ...], tuple[str, ...]], words: list[str
     return all(piece in joined for piece in cjk)
 
 
-def _left_out(index: _Index, words: list[str], candidates: set[str]) -> set[str]:
-    """The ``candidates`` whose not_about markers the query has (what ``_has_marker`` says, computed once).
-
-    A Latin marker word is in the query when a query word is that word, or (five letters or more) close
-    to it by rapidfuzz; which marker words each query word is close to is remembered across queries.
-    """
-    excluded = index.excluded
-    if not any(topic in excluded for topic in candidates):
-        return set()
-    present = set(words)
-    for word in words:
-        present |= _near_pieces(id(index), word)
-    joined = "".join(words)
-    out = set()
-    for topic in candidates:
-        for latin, cjk in excluded.get(topic, ()):
-            if (latin or cjk) and present.issuperset(latin) and all(p in joined for p in cjk):
-                out.add(topic)
-                break
-    return out
-
-
-@functools.lru_cache(maxsize=65536)
-def _near_pieces(index_id: int, word: str) -> frozenset[str]:
-    """The marker words of five letters or more that ``word`` is a close spelling of."""
-    return frozenset(
-        piece
-        for piece in _INDEXES[index_id].marker_pieces
-        if abs(len(word) - len(piece)) <= 2 and fuzz.ratio(piece, word) >= 88
-    )
-
-
 def excluded_by(article: Article, query: str) -> str | None:
     """The not_about entry of ``article`` that ``query`` falls under, or None."""
     words = text.words(query)
@@ -222,34 +140,17 @@ def excluded_by(article: Article, query: str) -> str | None:
     return None
 
 
-def _phrase_terms(phrase: str, lang: str) -> list[tuple[str, str]]:
-    """(surface word, term) pairs of a phrase written in ``lang``."""
-    stem_lang = lang if lang in ("en", "es") else "en"
-    out: list[tuple[str, str]] = []
-    for word in text.words(phrase):
-        if text.is_cjk(word):
-            out.extend((term, term) for term in text.cjk_terms(word))
-        elif word in text.NEGATIONS:
-            out.append((word, text.NEGATION_TERM))
-        elif word in text.WHY_WORDS:
-            out.append((word, text.WHY_TERM))
-        elif word not in text.STOPWORDS and len(word) > 1 and not word.isdigit():
-            out.append((word, f"{stem_lang}:{text.stem(word, stem_lang)}"))
-    if out and text.asks_what(phrase):
-        out.append(("~what", text.WHAT_TERM))
-    return out
-
-
 class KnowledgeBase:
-    """All articles of all registries, with one search index per registry."""
+    """All articles of all registries."""
 
     def __init__(self, articles: Iterable[Article]) -> None:
         self.articles: dict[tuple[str, str, str], Article] = {}
         for article in articles:
             self.articles[(article.registry, article.lang, article.id)] = article
-        self._indexes: dict[str, _Index] = {}
-        for registry in self.registries():
-            self._indexes[registry] = self._build(registry)
+        # per registry and topic, the not_about markers of every language
+        self._markers: dict[tuple[str, str], list[_Marker]] = defaultdict(list)
+        for (registry, _, topic), article in sorted(self.articles.items()):
+            self._markers[(registry, topic)].extend(_marker(entry) for entry in article.not_about)
 
     @classmethod
     def load(cls, root: Path) -> KnowledgeBase:
@@ -269,181 +170,14 @@ class KnowledgeBase:
     def article(self, registry: str, topic: str, lang: str) -> Article | None:
         return self.articles.get((registry, lang, topic)) or self.articles.get((registry, "en", topic))
 
-    # -- indexing ------------------------------------------------------------------------------------
-
-    def _build(self, registry: str) -> _Index:
-        index = _Index(topics=self.topics(registry))
-        raw: list[tuple[str, list[tuple[str, str]]]] = []
-        for (reg, lang, topic), article in sorted(self.articles.items()):
-            if reg != registry:
-                continue
-            index.excluded[topic].extend(_marker(entry) for entry in article.not_about)
-            for phrase in (article.title, *article.questions, *article.keywords):
-                pairs = _phrase_terms(phrase, lang)
-                if pairs:
-                    raw.append((topic, pairs))
-                for surface, term in pairs:
-                    index.topic_terms[topic].add(term)
-                    if not text.is_cjk(surface) and not surface.startswith("~"):
-                        index.surface[surface].add(term)
-        n_topics = len(index.topics)
-        document_frequency: dict[str, int] = defaultdict(int)
-        for terms in index.topic_terms.values():
-            for term in terms:
-                document_frequency[term] += 1
-        for term, df in document_frequency.items():
-            weight = math.log((n_topics + 1) / (df + 0.5))
-            index.idf[term] = max(weight, 0.05) * (
-                CJK_CHAR_FACTOR if len(term) == 1 and text.is_cjk(term) else 1
-            )
-        index.unknown_weight = UNKNOWN_FACTOR * math.log((n_topics + 1) / 2.5)
-        # rare or common, these change what is asked
-        for concept in (text.NEGATION_TERM, text.WHY_TERM, text.WHAT_TERM):
-            if concept in index.idf:
-                index.idf[concept] = max(index.idf[concept], 1.2)
-        for topic, pairs in raw:
-            # a phrase's own words count at least PHRASE_FLOOR, so a common word it has and the query
-            # lacks still makes it a worse fit
-            weights = {term: max(index.idf[term], PHRASE_FLOOR) for _, term in pairs}
-            number = len(index.phrases)
-            index.phrases.append(_Phrase(topic=topic, terms=weights, total=sum(weights.values())))
-            for term in weights:
-                index.postings[term].append(number)
-        index.surface_words = sorted(index.surface)
-        for topic in index.topics:
-            for term in index.topic_terms[topic]:
-                index.term_topics.setdefault(term, []).append(topic)
-        for term, numbers in index.postings.items():
-            index.weighted_postings[term] = [(n, index.phrases[n].terms[term]) for n in numbers]
-        index.phrase_topic = [phrase.topic for phrase in index.phrases]
-        index.phrase_total = [phrase.total for phrase in index.phrases]
-        index.marker_pieces = tuple(
-            sorted(
-                {
-                    piece
-                    for marks in index.excluded.values()
-                    for latin, _ in marks
-                    for piece in latin
-                    if len(piece) >= 5
-                }
-            )
-        )
-        _INDEXES[id(index)] = index
-        return index
-
-    # -- searching -----------------------------------------------------------------------------------
-
-    def _query_terms(
-        self, index: _Index, query: str, lang: str | None = None
-    ) -> list[tuple[str | None, float, float]]:
-        """(term or None when unknown, similarity, weight) for each meaningful piece of the query."""
-        out: list[tuple[str | None, float, float]] = []
-        for word in text.words(query):
-            if text.is_cjk(word):
-                for term in text.cjk_terms(word):
-                    if term in index.idf:
-                        out.append((term, 1.0, index.idf[term]))
-                    else:
-                        factor = CJK_CHAR_FACTOR if len(term) == 1 else 0.5
-                        out.append((None, 0.0, index.unknown_weight * factor))
-                continue
-            if word in text.STOPWORDS or len(word) < 2 or word.isdigit():
-                continue
-            concept = (
-                text.NEGATION_TERM
-                if word in text.NEGATIONS
-                else text.WHY_TERM
-                if word in text.WHY_WORDS
-                else None
-            )
-            if concept is not None:
-                if concept in index.idf:
-                    out.append((concept, 1.0, index.idf[concept]))
-                continue
-            found, similarity = _lookup(index, word, lang)
-            weight = (
-                index.idf[found]
-                if found
-                else index.unknown_weight * (CONTEXT_FACTOR if word in text.CONTEXT_WORDS else 1)
-            )
-            out.append((found, similarity, weight))
-        if out and text.WHAT_TERM in index.idf and text.asks_what(query):
-            out.append((text.WHAT_TERM, 1.0, index.idf[text.WHAT_TERM]))
-        return out
-
-    def search(
-        self,
-        query: str,
-        registry: str,
-        *,
-        lang: str | None = None,
-        limit: int = 5,
-        markers_in: str | None = None,
-    ) -> list[Match]:
-        """Topics of ``registry`` ranked by how well they answer ``query`` (scores from 0 to 1).
-
-        ``lang`` (the query's language, when known) decides between words spelled alike in two languages.
-        ``markers_in`` is the text whose not_about markers leave topics out (default the query itself: a
-        sentence of a message is checked against the whole message).
-        """
-        index = self._indexes.get(registry)
-        if index is None:
-            return []
-        terms = self._query_terms(index, query, lang)
-        query_total = sum(weight for _, _, weight in terms)
-        if not query_total:
-            return []
-        # how much of the query each phrase explains, and how much of each phrase the query covers
-        postings = index.weighted_postings
-        explained: dict[int, float] = defaultdict(float)
-        covered: dict[int, float] = defaultdict(float)
-        topic_explained: dict[str, float] = defaultdict(float)
-        seen: set[str] = set()
-        for term, similarity, weight in terms:
-            if term is None:
-                continue
-            amount = weight * similarity
-            if term in seen:
-                for number, _ in postings.get(term, ()):
-                    explained[number] += amount
-            else:
-                seen.add(term)
-                for number, phrase_weight in postings.get(term, ()):
-                    explained[number] += amount
-                    covered[number] += phrase_weight * similarity
-            for topic in index.term_topics.get(term, ()):
-                topic_explained[topic] += amount
-        # each topic's best phrase, by the harmonic mean of the two coverages
-        phrase_topic, phrase_total = index.phrase_topic, index.phrase_total
-        best_phrase: dict[str, float] = {}
-        for number, amount in explained.items():
-            total = phrase_total[number]
-            if not total or not amount:
-                continue
-            q_cover = amount / query_total
-            if q_cover > 1.0:
-                q_cover = 1.0
-            p_cover = covered[number] / total
-            if p_cover > 1.0:
-                p_cover = 1.0
-            if p_cover:
-                f = 2 * q_cover * p_cover / (q_cover + p_cover)
-                topic = phrase_topic[number]
-                best = best_phrase.get(topic)
-                if best is None or f > best:
-                    best_phrase[topic] = f
-        # then the topics whose not_about markers the query has are left out
-        for topic in _left_out(index, text.words(markers_in or query), set(best_phrase)):
-            del best_phrase[topic]
-        # rank on the rounded score, then the topic id; only the returned matches are built
-        ranked = sorted(
-            (-round(0.7 * best + 0.3 * min(topic_explained[topic] / query_total, 1.0), 4), topic)
-            for topic, best in best_phrase.items()
-        )
-        return [
-            Match(topic, -score, round(topic_explained[topic], 3), topic_explained[topic] / query_total)
-            for score, topic in ranked[:limit]
-        ]
+    def excludes(self, registry: str, topic: str, words: Sequence[str]) -> bool:
+        """Whether a message of ``words`` falls under one of the topic's not_about entries (in any
+        language): it is about something that only looks alike ("gmail password")."""
+        markers = self._markers.get((registry, topic))
+        if not markers:
+            return False
+        listed, joined = list(words), "".join(words)
+        return any(_has_marker(marker, listed, joined) for marker in markers)
 
     def language_votes(self, query: str) -> dict[str, int]:
         """How many of the query's words the articles use only in one language (a hint for detection)."""
@@ -456,50 +190,13 @@ class KnowledgeBase:
         return votes
 
 
-def _pick(terms: set[str], order: tuple[str, str]) -> str:
-    """Of the terms a word stands for in several languages, the one of the query's language."""
-    for lang in order:
-        for term in sorted(terms):
-            if term.startswith(lang + ":"):
-                return term
-    return min(terms)
-
-
-@functools.lru_cache(maxsize=65536)
-def _lookup_cached(index_id: int, word: str, order: tuple[str, str]) -> tuple[str | None, float]:
-    index = _INDEXES[index_id]
-    terms = index.surface.get(word)
-    if terms:
-        return _pick(terms, order), 1.0
-    for lang in order:
-        term = f"{lang}:{text.stem(word, lang)}"
-        if term in index.idf:
-            return term, 1.0
-    if len(word) >= 4:
-        cutoff = 89 if len(word) < 6 else 86
-        found = process.extractOne(word, index.surface_words, scorer=fuzz.ratio, score_cutoff=cutoff)
-        if found:
-            return _pick(index.surface[found[0]], order), found[1] / 100 * 0.9
-    return None, 0.0
-
-
-_INDEXES: dict[int, _Index] = {}
-
-
-def _lookup(index: _Index, word: str, lang: str | None) -> tuple[str | None, float]:
-    """Map a query word to a vocabulary term: as written, by stem, or by a close spelling."""
-    _INDEXES[id(index)] = index
-    order = ("es", "en") if lang == "es" else ("en", "es")
-    return _lookup_cached(id(index), word, order)
-
-
 @functools.cache
 def _language_vocabulary(kb: KnowledgeBase) -> dict[str, frozenset[str]]:
     seen: dict[str, set[str]] = defaultdict(set)
     for (_, lang, _), article in kb.articles.items():
         for phrase in (article.title, *article.questions, *article.keywords):
             for word in text.words(phrase):
-                if not text.is_cjk(word):
+                if not text.is_cjk(word) and not word.isdigit():
                     seen[word].add(lang)
     return {word: frozenset(langs) for word, langs in seen.items()}
 

@@ -11,12 +11,13 @@ from bot.knowledge import KnowledgeBase
 NOT_WORDS = re.compile(r"\S+@\S+|(?:https?://|www\.)\S+", re.IGNORECASE)
 
 
-def detect_language(message: str, knowledge: KnowledgeBase | None = None) -> str | None:
+def detect_language(message: str, knowledge: KnowledgeBase | None = None, *, margin: int = 1) -> str | None:
     """``en``, ``es`` or ``zh_Hans`` when the message says so clearly enough, otherwise None.
 
     Chinese characters decide at once (mixed "我的registry ID" is Chinese). Otherwise Spanish accents,
     function words of either language, and words the articles use in only one language are counted; a
-    Spanish message written without accents is still recognised by its words.
+    Spanish message written without accents is still recognised by its words. One language must lead the
+    other by ``margin`` (a conversation under way asks for more than a lone "ok"); numbers never count.
     """
     message = NOT_WORDS.sub(" ", message)
     cjk = text.cjk_count(message)
@@ -33,8 +34,8 @@ def detect_language(message: str, knowledge: KnowledgeBase | None = None) -> str
         votes = knowledge.language_votes(message)
         spanish += votes["es"]
         english += votes["en"]
-    if spanish > english:
+    if spanish - english >= margin:
         return "es"
-    if english > spanish:
+    if english - spanish >= margin:
         return "en"
     return None

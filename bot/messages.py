@@ -30,10 +30,12 @@ class Inbound:
 
 @dataclass(frozen=True, slots=True)
 class Choice:
-    """A button: the label shown and the payload sent back when pressed."""
+    """A button: the label shown and the payload sent back when pressed. ``meaning`` is "yes" or "no" for
+    a button that a typed yes or no also presses."""
 
     label: str
     payload: str
+    meaning: str = ""
 
 
 @dataclass(frozen=True, slots=True)

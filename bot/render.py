@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,11 @@ def _date(context: Context, moment: datetime) -> str:
 
 
 @pass_context
+def _day(context: Context, day: date) -> str:
+    return i18n.fmt_day(day, context["lang"])
+
+
+@pass_context
 def _time(context: Context, moment: datetime) -> str:
     return i18n.fmt_time(moment, context["lang"], context["tz"])
 
@@ -46,7 +51,7 @@ def environment(lang: str) -> Environment:
         auto_reload=False,  # templates ship with the package; checking the disk on every reply costs time
     )
     env.install_gettext_translations(i18n.translations(lang), newstyle=True)  # type: ignore[attr-defined]
-    env.filters.update(datetime=_datetime, date=_date, time=_time)
+    env.filters.update(datetime=_datetime, date=_date, time=_time, day=_day)
     return env
 
 

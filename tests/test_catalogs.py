@@ -84,6 +84,13 @@ TEMPLATE_CONTEXT = {
     "reference": "AUD-2026-00042",
     "note": "The transcript shows 9 units, not 12.",
     "message": "Your request was approved.",
+    "errands": ["Withdraw from a training"],
+    "weekly": ["Monday to Friday: 8:00 AM – 5:00 PM"],
+    "zone": "Pacific Time",
+    "closes_at": MOMENT,
+    "next_closure": MOMENT.date(),
+    "until": MOMENT,
+    "wrong": True,
 }
 
 
@@ -126,7 +133,15 @@ def test_every_template_renders_in_every_language(name: str) -> None:
 def test_dates_are_formatted_for_the_member(tmp_path: Path) -> None:
     profile = load_profile("ca", Settings())
     moment = datetime(2026, 11, 30, 16, 0, tzinfo=UTC)
-    kwargs = {"tz": profile.timezone, "profile": profile, "is_open": False, "next_opening": moment}
+    kwargs = {
+        "tz": profile.timezone,
+        "profile": profile,
+        "is_open": False,
+        "next_opening": moment,
+        "weekly": [],
+        "zone": "",
+        "next_closure": None,
+    }
     assert "Monday, November 30 at 8:00 AM Pacific Time" in render("hours", "en", **kwargs)
     assert "lunes, 30 de noviembre" in render("hours", "es", **kwargs)
     assert "11月30日星期一" in render("hours", "zh_Hans", **kwargs)

@@ -74,7 +74,7 @@ async def test_close_call_asks_which_topic_was_meant(app: App) -> None:
     await member.say("training")
     assert "Which of these" in member.last[0].text
     assert len(member.buttons()) >= 3  # the candidates and a person
-    text = await member.press("enroll")
+    text = await member.press("Training Calendar")
     assert "Training Calendar" in text
 
 

@@ -281,8 +281,7 @@ async def test_an_audit_denied_in_a_modal_then_an_appeal_the_director_approves(d
     await desk.click(OPS, "approve", f"audit:{audit.id}", ts="1700.1", channel="CAUDIT")  # too late: decided
     assert "already denied" in desk.slack.called("chat.postEphemeral")[-1].text
 
-    await member.say("我要申诉")
-    await member.press("现在开始")
+    await member.say("我要申诉")  # asked outright: the appeal starts at once
     await member.press("AUD-DEMO-0002")
     await member.say("我的成绩单上清楚写着12个学分，请再看一下。")
     await member.press("完成")

@@ -104,7 +104,7 @@ class Visitor:
 async def test_a_spanish_conversation_gets_spanish_replies_and_a_spanish_page(clients: Clients) -> None:
     maria = Visitor(clients())
     assert "Hola" in await maria.say("hola")
-    text = await maria.say("quiero retirarme de una capacitación")
+    text = await maria.say("¿cómo me retiro de una capacitación?")
     assert "capacitación" in text
     assert any("Sí" in label for label in maria.buttons())
     page = await maria.client.get("/")

@@ -78,35 +78,20 @@ class FlowState:
         return datetime.fromisoformat(self.touched_at) if self.touched_at else None
 
 
-YES_WORDS = frozenset(
-    """
-    yes y yeah yep sure ok okay si s claro dale vale correcto 是 是的 好 好的 对 可以 确认 嗯
-    """.split()
-)
-NO_WORDS = frozenset(
-    """
-    no n nope nah 不 不是 不要 否 不用
-    """.split()
-)
-
-
 def yes_no_choices(turn: Turn, flow: str, slot: str) -> list[Choice]:
+    """Yes and No buttons for ``slot``; a typed yes or no ("sí, claro", "好的", "mejor no") presses them."""
     return [
-        Choice(turn.t(N_("Yes")), f"s:{flow}:{slot}:yes"),
-        Choice(turn.t(N_("No")), f"s:{flow}:{slot}:no"),
+        Choice(turn.t(N_("Yes")), f"s:{flow}:{slot}:yes", "yes"),
+        Choice(turn.t(N_("No")), f"s:{flow}:{slot}:no", "no"),
     ]
 
 
 def parse_yes_no(value: str) -> bool | None:
-    """True, False, or None when the answer is neither (in any of our languages)."""
-    from bot import text  # local import: keeps this module's import graph light
+    """True, False, or None when the answer is neither (in any of our languages, as members type it)."""
+    from bot.intents.answers import yes_or_no  # local import: keeps this module's import graph light
+    from bot.understanding.message import Message
 
-    normalized = text.normalize(value)
-    if normalized in YES_WORDS or value.strip() in YES_WORDS:
-        return True
-    if normalized in NO_WORDS or value.strip() in NO_WORDS:
-        return False
-    return None
+    return yes_or_no(Message.of(value))
 
 
 class Flow:

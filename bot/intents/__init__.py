@@ -1,13 +1,14 @@
 """What does the member want? Commands and buttons first, then whole-message intents, then the articles.
 
-Below the answer threshold the assistant asks which of the top topics was meant; below the clarify
-threshold it says what it can help with. It never answers confidently with a topic that is not clearly ahead.
+Which article answers is the topic model's call (``bot.understanding``): below its answer threshold the
+assistant asks which of the likely topics was meant, and below its clarify threshold it says what it can
+help with. It never answers confidently with a topic that is not clearly ahead.
 """
 
 from __future__ import annotations
 
 import functools
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,7 +17,11 @@ from rapidfuzz import fuzz, process
 from bot import text
 from bot.intents import control, smalltalk
 from bot.intents.base import Intent
-from bot.knowledge import KnowledgeBase, Match
+from bot.intents.requests import asks_about_hours, asks_for_person
+from bot.knowledge import KnowledgeBase
+from bot.understanding.decide import decide
+from bot.understanding.message import Message
+from bot.understanding.model import TopicModel
 
 INTENTS: tuple[Intent, ...] = smalltalk.INTENTS + control.INTENTS
 
@@ -62,17 +67,6 @@ _LANGUAGE_FILLERS = frozenset(
 )
 
 Kind = Literal["command", "intent", "language", "answer", "clarify", "unknown", "empty"]
-MARGIN = 0.06  # how far the best topic must lead the next one to be answered without asking
-CLEAR_LEAD = 0.3  # a lead this large answers even a loosely worded question
-MIN_EVIDENCE = 1.2  # a lone common word ("training") is too little to answer on: ask instead
-# a loosely worded question is answered when the best topic leads by this much, with this much evidence
-# (summed word weights) making up this share of the question's weight
-SUPPORTED_LEAD, SUPPORTED_EVIDENCE, SUPPORTED_SHARE = 0.14, 5.0, 0.4
-# a sentence ends at . ! ? ; followed by a space or the end (not inside "caregistry.org" or an e-mail
-# address), at Chinese sentence marks, and at line breaks
-SENTENCE_END = re.compile(r"(?<=[.!?;])(?=\s|$)\s*|(?<=[。！？；])\s*|\n+")
-MIN_SENTENCE_WORDS = 3  # content words; fewer ("Hi there.", "Where do I start?") say nothing of the subject
-
 
 @dataclass(frozen=True, slots=True)
 class Understanding:
@@ -85,9 +79,13 @@ class Understanding:
     argument: str = ""  # a command's argument, or the chosen language
 
 
+# small words that change what a phrase means ("log in" and "log out", "sign up" and "sign out")
+_PARTICLES = frozenset("in out up off on back down no not".split())
+
+
 def _content_key(normalized: str) -> str:
     """The words that carry meaning ("any announcements" and "announcements" say the same)."""
-    return " ".join(word for word in normalized.split() if word not in text.STOPWORDS)
+    return " ".join(word for word in normalized.split() if word not in text.STOPWORDS or word in _PARTICLES)
 
 
 @functools.cache
@@ -149,17 +147,6 @@ def match_intent(message: str) -> str | None:
     return phrases[found[0]] if found is not None else None
 
 
-def _content_size(sentence: str) -> float:
-    """How many content words a sentence has (a run of Chinese counts one for every two characters)."""
-    size = 0.0
-    for word in text.words(sentence):
-        if text.is_cjk(word):
-            size += len(word) / 2
-        elif word not in text.STOPWORDS:
-            size += 1
-    return size
-
-
 def parse_command(message: str) -> tuple[str, str] | None:
     """``/name argument`` (also ``/name@botname``) as (name, argument); None when not a command."""
     stripped = message.strip()
@@ -171,87 +158,39 @@ def parse_command(message: str) -> tuple[str, str] | None:
 
 
 class Understander:
-    """Turns a message into an ``Understanding`` for one registry's knowledge base."""
+    """Turns a member's message into an ``Understanding``: commands, a language, a whole-message intent, a
+    person or the hours asked for anywhere in the message, then the topic model of the registry."""
 
-    def __init__(
-        self, knowledge: KnowledgeBase, *, answer_threshold: float, clarify_threshold: float
-    ) -> None:
+    def __init__(self, knowledge: KnowledgeBase, models: Mapping[str, TopicModel]) -> None:
         self.knowledge = knowledge
-        self.answer_threshold = answer_threshold
-        self.clarify_threshold = clarify_threshold
+        self.models = models
 
-    def understand(self, message: str, registry: str, lang: str | None = None) -> Understanding:
-        if not text.normalize(message):
+    def understand(self, message: Message, registry: str) -> Understanding:
+        if message.empty:
             return Understanding("empty")
-        command = parse_command(message)
+        command = parse_command(message.raw)
         if command is not None:
             name, argument = command
             return Understanding("command", COMMANDS.get(name, name), 1.0, argument=argument)
-        chosen = language_choice(message)
+        chosen = language_choice(message.raw)
         if chosen is not None:
             return Understanding("language", "language", 1.0, argument=chosen)
-        intent = match_intent(message)
+        intent = match_intent(message.raw)
         if intent is not None:
             return Understanding("intent", intent, 1.0)
-        return self.search(message, registry, lang)
+        if asks_about_hours(message):  # before a person: "I need someone, what time do you close?"
+            return Understanding("intent", "hours", 1.0)
+        if asks_for_person(message):
+            return Understanding("intent", "human", 1.0)
+        return self.search(message, registry)
 
-    def search(self, message: str, registry: str, lang: str | None = None) -> Understanding:
-        """Knowledge search alone: answer, clarify between the top topics, or unknown.
-
-        A long message is often background first and the question after ("I can't make it on Saturday, my
-        son has a game. How do I get off the list?"). Unless the whole message is answered outright, each
-        sentence is tried (against the whole message's not_about markers): one topic answered by its
-        sentences is the answer, several are asked back about. Only then is the whole message answered on
-        the looser rule (``_well_supported``).
-        """
-        matches = self.knowledge.search(message, registry, lang=lang, limit=4)
-        whole = self._decide(matches, loose=False)
-        if whole.kind == "answer":
-            return whole
-        parts = SENTENCE_END.split(message)
-        sentences = [part for part in parts if _content_size(part) >= MIN_SENTENCE_WORDS]
-        if len(sentences) >= 2:
-            answers = [
-                understood
-                for understood in (
-                    self._decide(
-                        self.knowledge.search(part, registry, lang=lang, limit=4, markers_in=message),
-                        loose=True,
-                    )
-                    for part in sentences
-                )
-                if understood.kind == "answer"
-            ]
-            topics = tuple(dict.fromkeys(understood.name for understood in answers if understood.name))
-            if len(topics) == 1:
-                return max(answers, key=lambda understood: understood.score)
-            if topics:
-                return Understanding("clarify", None, max(u.score for u in answers), topics[:3])
-        return self._decide(matches, loose=True)
-
-    def _decide(self, matches: list[Match], *, loose: bool) -> Understanding:
-        """Answer, clarify or unknown from ranked matches; ``loose`` also answers a well-supported favourite
-        (a chatty question plainly about one topic: much of it speaks for that topic and nothing else comes
-        close; out-of-scope questions share a word or two with an article, not a passage)."""
-        if not matches or matches[0].score < self.clarify_threshold:
-            return Understanding("unknown", None, matches[0].score if matches else 0.0)
-        best = matches[0]
-        runner_up = matches[1].score if len(matches) > 1 else 0.0
-        lead = best.score - runner_up
-        clear_lead = lead >= CLEAR_LEAD and best.score >= self.clarify_threshold + 0.05
-        well_supported = (
-            loose
-            and lead >= SUPPORTED_LEAD
-            and best.evidence >= SUPPORTED_EVIDENCE
-            and best.coverage >= SUPPORTED_SHARE
+    def search(self, message: Message, registry: str) -> Understanding:
+        """The topic model alone: answer, ask back between the likely topics, or unknown."""
+        model = self.models.get(registry)
+        if model is None:
+            return Understanding("unknown")
+        words = message.words
+        decision = decide(
+            model, message, excluded=lambda topic: self.knowledge.excludes(registry, topic, words)
         )
-        enough = best.evidence >= MIN_EVIDENCE
-        if enough and (
-            (best.score >= self.answer_threshold and lead >= MARGIN) or clear_lead or well_supported
-        ):
-            others = tuple(m.topic for m in matches[1:3] if m.score >= self.clarify_threshold)
-            return Understanding("answer", best.topic, best.score, others)
-        close = tuple(
-            m.topic for m in matches[:3] if m.score >= max(self.clarify_threshold, best.score - 0.35)
-        )
-        return Understanding("clarify", None, best.score, close)
+        return Understanding(decision.verdict, decision.topic, decision.score, decision.alternatives)

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Index,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -242,6 +243,7 @@ class VerificationCode(Base):
     """A one-time code e-mailed to a member; only its hash is stored."""
 
     __tablename__ = "verification_codes"
+    __table_args__ = (Index("ix_verification_codes_subject", "subject", "created_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     channel: Mapped[str] = mapped_column(String(32))
@@ -252,6 +254,9 @@ class VerificationCode(Base):
     expires_at: Mapped[datetime]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     used_at: Mapped[datetime | None]
+    #: a digest of the registry and the Registry ID the code was asked for (see ``flows.link.subject``)
+    subject: Mapped[str | None] = mapped_column(String(64))
+    failed_at: Mapped[datetime | None]  # when a wrong code was last typed for it
 
 
 class Escalation(Base):

@@ -95,6 +95,9 @@ _LATEST_CODE = (
     .order_by(VerificationCode.id.desc())
     .limit(1)
 )
+_SUBJECT_CODES = select(VerificationCode).where(
+    VerificationCode.subject == bindparam("subject"), VerificationCode.created_at >= bindparam("since")
+)
 _CODES_SINCE = select(VerificationCode).where(
     VerificationCode.channel == bindparam("channel"),
     VerificationCode.user_id == bindparam("user_id"),
@@ -426,8 +429,10 @@ async def add_code(
     code_hash: str,
     now: datetime,
     ttl: timedelta,
+    subject: str | None = None,
 ) -> VerificationCode:
-    """Store a one-time code (hashed). ``member_id`` is None when the details matched nobody."""
+    """Store a one-time code (hashed). ``member_id`` is None when the details matched nobody; ``subject``
+    is what the member's limits are counted on (see ``flows.link.subject``)."""
     code = VerificationCode(
         channel=channel,
         user_id=user_id,
@@ -436,6 +441,7 @@ async def add_code(
         created_at=now,
         expires_at=now + ttl,
         attempts=0,
+        subject=subject,
     )
     session.add(code)
     await session.flush()
@@ -445,6 +451,12 @@ async def add_code(
 async def latest_code(session: AsyncSession, *, channel: str, user_id: str) -> VerificationCode | None:
     chat = {"channel": channel, "user_id": user_id}
     return (await session.execute(_LATEST_CODE, chat)).scalar_one_or_none()
+
+
+async def codes_for_subject(session: AsyncSession, *, subject: str, since: datetime) -> list[VerificationCode]:
+    """The codes asked for this subject (a Registry ID, in any chat) since ``since``."""
+    values = {"subject": subject, "since": since}
+    return list((await session.execute(_SUBJECT_CODES, values)).scalars().all())
 
 
 async def codes_since(
