@@ -9,7 +9,8 @@ conversations are in flight at once; a fixed number of turns run inside the engi
 For each database (a temporary SQLite file, and a PostgreSQL schema of its own when a server is
 reachable) three phases run: article turns alone, flow turns alone, and the mix (about 70 % article
 turns). Each reports turns per second, p50/p95/p99 latency of a turn (the time ``Engine.handle`` takes)
-and the SQL statements a turn sends. Retrieval alone (the topic model and the answer rule) is measured separately.
+and the SQL statements a turn sends. Retrieval alone (the topic model and the answer rule) is measured
+separately.
 
 Targets on one core: retrieval 5,000 questions/s; article turns 1,000/s with p99 under 5 ms on SQLite;
 flow turns 300/s on PostgreSQL. Nothing here is a test: the figures depend on the machine.

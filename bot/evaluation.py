@@ -73,7 +73,9 @@ class Report:
             f"{self.accuracy():7.1%}"
         )
         out.append(f"out of scope handled: {self.out_of_scope_correct}/{self.out_of_scope}")
-        out.append(f"wrong confident answers: {self.wrong_confident}/{self.questions} ({self.wrong_rate:.1%})")
+        out.append(
+            f"wrong confident answers: {self.wrong_confident}/{self.questions} ({self.wrong_rate:.1%})"
+        )
         out.append(f"language detected: {self.lang_correct}/{self.questions}")
         bands = []
         for band, (given, right) in sorted(self.calibration.items()):

@@ -144,7 +144,11 @@ def fmt_weekly_hours(weekly: list[tuple[int, time, time]], lang: str, timezone: 
     lines = []
     for group in groups:
         first, last = names[group[0][0]], names[group[-1][0]]
-        days = first if len(group) == 1 else gettext(lang, N_("{first} to {last}")).format(first=first, last=last)
+        days = (
+            first
+            if len(group) == 1
+            else gettext(lang, N_("{first} to {last}")).format(first=first, last=last)
+        )
         span = _plain(format_interval(group[0][1], group[0][2], "hm", locale=locale))
         lines.append(gettext(lang, N_("{days}: {hours}")).format(days=days, hours=span))
     return lines

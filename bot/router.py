@@ -190,12 +190,7 @@ class Router:
                     return await self._errand(turn, state, article)
                 return await self._answer(turn, state, article, message)
         state["question"] = message.raw  # a person taking over starts from it
-        if understanding.kind == "clarify":
-            choices = self._topic_choices(turn, understanding.alternatives)
-            choices.append(Choice(turn.t(N_("Talk to a person")), "flow:handoff"))
-            return [Reply(turn.render("clarify"), tuple(choices))]
-        turn.outcome = "unknown"
-        await repo.record_unanswered(
+        await repo.record_unanswered(  # asked back about or declined: a content gap for staff to see
             turn.connection,
             conversation_id=turn.conversation_id,
             registry=self.profile.key,
@@ -203,6 +198,11 @@ class Router:
             language=turn.lang,
             now=turn.now,
         )
+        if understanding.kind == "clarify":
+            choices = self._topic_choices(turn, understanding.alternatives)
+            choices.append(Choice(turn.t(N_("Talk to a person")), "flow:handoff"))
+            return [Reply(turn.render("clarify"), tuple(choices))]
+        turn.outcome = "unknown"
         return [self._menu(turn, "unknown")]
 
     def _errand_asked(self, article: Article, message: Message) -> bool:
@@ -265,9 +265,7 @@ class Router:
         turn.member = None
         return [Reply(turn.render("logged_out" if removed else "not_linked"))]
 
-    async def _flow_named(
-        self, turn: Turn, state: State, message: Message, u: Understanding
-    ) -> list[Reply]:
+    async def _flow_named(self, turn: Turn, state: State, message: Message, u: Understanding) -> list[Reply]:
         return await self.start_flow(turn, state, u.name or "")
 
     # -- answers ------------------------------------------------------------------------------------------
@@ -282,7 +280,9 @@ class Router:
 
     def _menu(self, turn: Turn, template: str) -> Reply:
         available = set(self.knowledge.topics(self.profile.key))
-        choices = self._topic_choices(turn, [t for t in (self.profile.menu or DEFAULT_MENU) if t in available])
+        choices = self._topic_choices(
+            turn, [t for t in (self.profile.menu or DEFAULT_MENU) if t in available]
+        )
         choices.append(Choice(turn.t(N_("Talk to a person")), "flow:handoff"))
         errands = [turn.t(self.flows[name].title) for name in self.profile.flows if name in ERRANDS]
         return Reply(turn.render(template, errands=errands), tuple(choices))
@@ -463,7 +463,9 @@ class Router:
             return list(result.replies)
         if isinstance(result, Reask):
             self._save_flow(turn, state, flow_state)
-            aside = await self._aside(turn, state, message, understanding) if message and understanding else []
+            aside = (
+                await self._aside(turn, state, message, understanding) if message and understanding else []
+            )
             if aside:  # not an answer to the question but one of its own: answer it, then carry on
                 return [*aside, *await self._back_to_flow(turn, state)]
             return [Reply(result.reason), await flow.prompt(slot, turn, flow_state)]

@@ -1,4 +1,4 @@
-"""Text normalization shared by intent detection, knowledge search and language detection.
+"""Text normalization shared by intent detection, the topic model's features and language detection.
 
 Latin-script text is lowercased, stripped of accents and stemmed (English and Spanish Snowball stemmers);
 Chinese is converted to Simplified (OpenCC, plus common Cantonese words) and compared on characters and
@@ -117,22 +117,6 @@ STOPWORDS_ES = frozenset(
 _ZH_STOP_CHARS = frozenset(
     "的了吗呢吧啊呀么是在我你您他她们这那个有和与及或也都就还要会能可以请问一下怎么如何什么哪里为"
 )
-# Everyday words of the context members give ("my daughter is sick on saturday"): when no article uses
-# one, it counts less against every topic than an unknown word that names another subject.
-CONTEXT_WORDS = frozenset(
-    """
-    daughter son kid kids child children husband wife mom mother dad father baby family sister brother
-    today tonight tomorrow yesterday morning afternoon evening night monday tuesday wednesday thursday
-    friday saturday sunday weekend week weeks month months year years ago last next soon recently
-    sick ill appointment doctor vacation trip busy emergency recital class classes time times day days
-    boss coworker coworkers director teacher teachers center job work school new old first second
-    confused frustrated stressed sorry help trying tried keep keeps keeps says said told asked
-    hija hijo hijos nino ninos esposo esposa mama papa bebe familia hoy manana ayer lunes martes
-    miercoles jueves viernes sabado domingo semana semanas mes meses ano anos pasado proximo enferma
-    enfermo cita doctora vacaciones viaje ocupada ocupado emergencia jefa jefe maestra maestro centro
-    trabajo escuela nueva nuevo ayuda dice dijo
-    """.split()
-)
 # Negations decide between neighbours ("how do I withdraw" / "I can't withdraw"): one shared term for all.
 NEGATIONS = frozenset(
     """
@@ -141,9 +125,6 @@ NEGATIONS = frozenset(
     """.split()
 )
 NEGATION_TERM = "~not"
-# Asking "why" is a different question from asking "what" or "how" ("why submit documents?").
-WHY_WORDS = frozenset({"why", "porque"})
-WHY_TERM = "~why"
 # Asking what something is ("what is the Training Calendar?") is a different question from how to use it.
 WHAT_TERM = "~what"
 _WHAT_IS = re.compile(

@@ -135,7 +135,7 @@ def test_a_withdrawal_in_spanish_through_the_terminal(tmp_path: Path) -> None:
     first = run(
         ["chat", "--user", "maria"],
         tmp_path,
-        "quiero retirarme de una capacitación\n1\n10000001\nmaria.lopez@example.org\n",
+        "quiero retirarme de una capacitación\n10000001\nmaria.lopez@example.org\n",
     )
     assert "código de 6 dígitos" in first.stdout, first.stdout
     code = code_from_outbox(tmp_path, "maria.lopez@example.org")
@@ -145,6 +145,17 @@ def test_a_withdrawal_in_spanish_through_the_terminal(tmp_path: Path) -> None:
     assert "Withdrawn" in second.stdout, second.stdout
     assert enrollment_status(tmp_path / "registry-bot.db", "T-401") == "withdrawn"
     assert enrollment_status(tmp_path / "registry-bot.db", "T-403") == "enrolled"
+
+
+def test_a_number_typed_in_the_next_run_presses_the_button_shown_last(tmp_path: Path) -> None:
+    first = run(["chat", "--user", "ana"], tmp_path, "how do I withdraw from a training?\n")
+    assert "[1] Yes, start now" in first.stdout, first.stdout
+    second = run(["chat", "--user", "ana"], tmp_path, "When you can't withdraw from a training\n")  # typed
+    assert second.stdout.startswith("**When you can't withdraw from a training**"), second.stdout
+    third = run(["chat", "--user", "bo"], tmp_path, "how do I withdraw from a training?\n")
+    assert "[1] Yes, start now" in third.stdout
+    fourth = run(["chat", "--user", "bo"], tmp_path, "1\n")  # a new terminal session
+    assert "Registry ID" in fourth.stdout and "I'm sorry" not in fourth.stdout, fourth.stdout
 
 
 def test_registry_id_goes_to_the_outbox_not_the_terminal(tmp_path: Path) -> None:

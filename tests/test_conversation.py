@@ -1,5 +1,6 @@
-"""What members type in a conversation: a yes or no to an offer, a button's number or words, a person asked
-for with the reason, hours questions, a status in Spanish, an errand asked for outright; in three languages."""
+"""What members type in a conversation: a yes or no to an offer, a button's number or words, a person
+asked for with the reason, hours questions, a status in Spanish, an errand asked for outright; in three
+languages."""
 
 from __future__ import annotations
 
@@ -110,7 +111,7 @@ async def test_a_number_or_a_label_presses_the_button_it_names(app: App, lang: s
     assert text.startswith(f"**{second}**")
 
 
-@pytest.mark.parametrize(("lang", "greeting", "word"), [("es", "hola", "Hola"), ("zh_Hans", "你好", "你好")])
+@pytest.mark.parametrize(("lang", "greeting", "word"), [("es", "hola", "Hola"), ("zh_Hans", "你好", "您好")])
 async def test_a_bare_number_or_code_never_changes_the_language(
     app: App, lang: str, greeting: str, word: str
 ) -> None:
@@ -142,8 +143,8 @@ async def test_a_person_asked_for_with_the_reason_opens_the_hand_off_at_once(
     ("lang", "message", "asks"),
     [
         ("en", "I want to talk to a person", "What would you like help with"),
-        ("es", "quiero hablar con una persona", "¿En qué"),
-        ("zh_Hans", "我要找真人", "请问"),
+        ("es", "quiero hablar con una persona", "¿Con qué"),
+        ("zh_Hans", "我要找真人", "您需要什么帮助"),
     ],
 )
 async def test_a_person_asked_for_alone_is_asked_what_about(
@@ -156,7 +157,7 @@ async def test_a_person_asked_for_alone_is_asked_what_about(
 
 async def test_the_person_offered_after_a_question_takes_that_question(app: App) -> None:
     member = Chatter(app.engine, "person-after")
-    question = "can my coworker see my transcripts and my personal notes"
+    question = "my paycheck from the center is late again, who do I talk to"
     await member.say(question)
     await member.press("Talk to a person")
     (escalation,) = await rows(app, Escalation)

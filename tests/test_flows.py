@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from collections.abc import Callable
-import re
 from datetime import timedelta
 
 import pytest

@@ -18,7 +18,7 @@ from tests.helpers import Chatter
 async def test_metrics_count_turns_hand_offs_and_the_outbox(app: App) -> None:
     member = Chatter(app.engine, "metrics")
     await member.say("I forgot my password")
-    await member.say("what is the airspeed of a swallow")
+    await member.say("who won the football game last night")
     await member.say("I forgot my password", delivery_id="twice")
     await member.say("I forgot my password", delivery_id="twice")
     await member.say("talk to a person")
@@ -52,7 +52,7 @@ async def test_json_logs_name_the_conversation_never_the_text(
     app: App, capsys: pytest.CaptureFixture[str], restore_logging: None
 ) -> None:
     configure("INFO", "json")
-    await Chatter(app.engine, "logged").say("Mi hija está enferma y olvidé mi contraseña")
+    await Chatter(app.engine, "logged").say("Mi hija está enferma. Olvidé mi contraseña, ¿cómo entro?")
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     (turn,) = [line for line in lines if line["message"] == "turn handled"]
     assert turn["level"] == "info" and turn["channel"] == "test" and turn["outcome"] == "answer"

@@ -8,7 +8,7 @@ import uuid
 from typing import TextIO
 
 from bot.engine import Engine
-from bot.messages import Choice, Inbound, Reply
+from bot.messages import Inbound, Reply
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,8 @@ def format_reply(reply: Reply, *, numbered_from: int = 1) -> str:
 
 
 class ConsoleChat:
-    """One terminal conversation; a number typed after buttons presses that button."""
+    """One terminal conversation. Buttons are shown numbered; a number (or a button's words) typed
+    afterwards presses it, also in the next run: the engine keeps the buttons with the conversation."""
 
     def __init__(self, engine: Engine, *, user_id: str = "console", language: str | None = None) -> None:
         self.engine = engine
@@ -34,27 +35,19 @@ class ConsoleChat:
         self.language = language
         self.session_id = uuid.uuid4().hex[:12]
         self.counter = 0
-        self.buttons: list[Choice] = []
 
     def inbound(self, line: str) -> Inbound:
         self.counter += 1
-        text, payload = line, None
-        stripped = line.strip()
-        if stripped.isdigit() and 1 <= int(stripped) <= len(self.buttons):
-            payload, text = self.buttons[int(stripped) - 1].payload, ""
         return Inbound(
             channel=CHANNEL,
             user_id=self.user_id,
             delivery_id=f"{self.session_id}-{self.counter}",
-            text=text,
-            payload=payload,
+            text=line,
             language_hint=self.language,
         )
 
     async def send(self, line: str) -> list[Reply]:
-        replies = await self.engine.handle(self.inbound(line))
-        self.buttons = [choice for reply in replies for choice in reply.choices]
-        return replies
+        return await self.engine.handle(self.inbound(line))
 
     def render(self, replies: list[Reply]) -> str:
         blocks, number = [], 1

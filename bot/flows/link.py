@@ -67,7 +67,9 @@ class Pause:
     why: str
 
 
-def _sends_pause(codes: list[VerificationCode], now: datetime, limit: int, window: timedelta) -> datetime | None:
+def _sends_pause(
+    codes: list[VerificationCode], now: datetime, limit: int, window: timedelta
+) -> datetime | None:
     recent = sorted(code.created_at for code in codes if code.created_at > now - window)
     return recent[-limit] + window if len(recent) >= limit else None
 
@@ -80,7 +82,9 @@ async def pause(turn: Turn, registry_id: str | None) -> Pause | None:
         codes = await repo.codes_for_subject(
             turn.session, subject=subject(turn.profile.key, registry_id), since=now - DAY
         )
-        failed = [c for c in codes if c.used_at is None and c.failed_at and c.failed_at > now - WRONG_CODE_PAUSE]
+        failed = [
+            c for c in codes if c.used_at is None and c.failed_at and c.failed_at > now - WRONG_CODE_PAUSE
+        ]
         if sum(code.attempts for code in failed) >= WRONG_CODES:
             return Pause(max(code.failed_at for code in failed if code.failed_at) + WRONG_CODE_PAUSE, "wrong")
         until = _sends_pause(codes, now, CODES_PER_HOUR, HOUR) or _sends_pause(codes, now, CODES_PER_DAY, DAY)
@@ -129,7 +133,9 @@ class LinkAccount(Flow):
         held = await pause(turn, registry_id)
         if held is not None:
             return held
-        member = await repo.member_by_registry_id(turn.session, registry=turn.profile.key, registry_id=registry_id)
+        member = await repo.member_by_registry_id(
+            turn.session, registry=turn.profile.key, registry_id=registry_id
+        )
         matches = member is not None and member.email.lower() == email
         code = f"{secrets.randbelow(10**6):06d}"
         await repo.add_code(
@@ -167,7 +173,9 @@ class LinkAccount(Flow):
             state.filled.remove("email")
             return Stay((await self.prompt("email", turn, state),))
         if other is not None and clean_email(other.group(0)):
-            return await self._resend(turn, state, clean_email(other.group(0)) or "", "flows/link/new_address")
+            return await self._resend(
+                turn, state, clean_email(other.group(0)) or "", "flows/link/new_address"
+            )
         if typed == RESEND or asks_new_code(message):
             return await self._resend(turn, state, state.slots["email"], "flows/link/resent")
         digits = re.findall(r"\d+", typed)

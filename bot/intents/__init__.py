@@ -68,6 +68,7 @@ _LANGUAGE_FILLERS = frozenset(
 
 Kind = Literal["command", "intent", "language", "answer", "clarify", "unknown", "empty"]
 
+
 @dataclass(frozen=True, slots=True)
 class Understanding:
     """The outcome of understanding one message."""

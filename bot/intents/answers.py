@@ -13,6 +13,7 @@ from bot import text
 from bot.messages import Choice
 from bot.understanding.message import Message
 
+
 def _phrases(listed: str) -> frozenset[str]:
     return frozenset(phrase.strip() for phrase in listed.split("|") if phrase.strip())
 

@@ -28,33 +28,40 @@ _HOURS = re.compile(
     r"|\b(?:are|is) (?:you|you guys|the help ?desk|the office|the registry|anyone|someone) "
     r"(?:\w+ )?(?:open|closed|there|working|available)\b"
     r"|\bwhat time (?:do|does|are|is) (?:you|the help ?desk|the office|the phone line|it|they)\b"
-    r"|\bwhen (?:do|does|are|will) (?:you|the help ?desk|the office|they) (?:\w+ )?(?:open|close|be open|be back)\b"
-    r"|\b(?:are you|is it|is the help ?desk) (?:open|closed) (?:on|for|today|tomorrow|tonight|this|next|now)\b"
-    r"|\bhorarios? (?:de (?:atencion|oficina|servicio)|del? (?:registro|registry|centro de ayuda|mesa de ayuda))\b"
+    r"|\bwhen (?:do|does|are|will) (?:you|the help ?desk|the office|they) (?:\w+ )?(?:open"
+    r"|close|be open|be back)\b"
+    r"|\b(?:are you|is it|is the help ?desk) (?:open|closed) (?:on|for|today|tomorrow|tonight"
+    r"|this|next|now)\b"
+    r"|\bhorarios? (?:de (?:atencion|oficina|servicio)|del? (?:registro|registry"
+    r"|centro de ayuda|mesa de ayuda))\b"
     r"|\b(?:su|sus|el|los) horarios? de (?:ustedes|atencion)\b"
-    r"|\ba que hora (?:abren|cierran|atienden|contestan|estan)\b|\bhasta que hora (?:abren|atienden|contestan)\b"
+    r"|\ba que hora (?:abren|cierran|atienden|contestan|estan)\b"
+    r"|\bhasta que hora (?:abren|atienden|contestan)\b"
     r"|\b(?:estan|estaran) (?:abiertos|cerrados|atendiendo)\b"
     r"|\b(?:abren|cierran|atienden) (?:hoy|manana|el|los|en|ahora|este|esta)\b|\bcuando abren\b"
-    r"|开门|关门|营业|办公时间|开放时间|服务时间|什么时候开|上班时间|工作时间是"
+    r"|几点(?:开门|关门|上班|下班|开|关)|什么时候(?:开门|开|上班)|(?:开门|关门|营业|上班)(?:吗|时间)"
+    r"|营业时间|办公时间|开放时间|服务时间|今天开吗|有没有开|有冇开"
 )
-# Shorter wording that asks about hours only when it is (nearly) all the message says ("hours?",
-# "horario", "几点下班"): "hours" alone is as often a training's hours.
-_HOURS_SHORT = re.compile(r"\bhours\b|\bhorarios?\b|\babiertos?\b|几点|上班|下班|有人吗")
-SHORT = 2  # content words
+# A word that asks about hours only when it is all the message says ("hours?", "horario", "有人吗"):
+# beside other words, "hours" is as often a training's hours, and 关门 a center closing down.
+_HOURS_ALONE = re.compile(r"^(?:hours|office hours|horarios?|abiertos?|几点|有人吗|营业|开门)$")
 
 
 # An errand asked for outright: "can you send me", "please take me off", "quiero retirarme", "帮我退掉".
 _DO_IT = re.compile(
-    r"\b(?:can|could|would|will) you (?:please )?(?:\w+ )?(?:send|email|e mail|mail|give|take|remove|withdraw|"
+    r"\b(?:can|could|would|will) you (?:please )?(?:\w+ )?(?:send|email|e mail|mail|give|take"
+    r"|remove|withdraw|"
     r"drop|cancel|file|submit|start|help me (?:withdraw|file|submit|appeal|cancel|drop|get)|do)\b"
     r"|\bplease (?:send|email|take|remove|withdraw|drop|cancel|file|submit|start)\b"
     r"|\b(?:send|email|e mail|mail) (?:me|it to me)\b|\btake me off\b|\bremove me\b|\bunenroll me\b"
     r"|\bwithdraw me\b|\bdrop me\b|\bi (?:want|would like|d like|wanna|need) to (?:withdraw|drop|unenroll|"
     r"file|submit|appeal|request an? (?:audit|review))\b|\bfor me\b"
     r"|\b(?:me )?(?:puede|podria|pueden|podrian|puedes) (?:\w+ )?(?:mandar|enviar|sacar|retirar|dar de baja|"
-    r"quitar|cancelar|presentar|mandarme|enviarme|sacarme|retirarme|ayudar a (?:retirarme|apelar|presentar))\b"
+    r"quitar|cancelar|presentar|mandarme|enviarme|sacarme|retirarme"
+    r"|ayudar a (?:retirarme|apelar|presentar))\b"
     r"|\b(?:mandame|mandeme|enviame|envieme|sacame|saqueme|retireme|retirame|quiteme|quitame|"
-    r"dame de baja|deme de baja)\b|\bquiero (?:retirarme|darme de baja|apelar|presentar|solicitar|cancelar mi)\b"
+    r"dame de baja|deme de baja)\b|\bquiero (?:retirarme|darme de baja|apelar|presentar|solicitar"
+    r"|cancelar mi)\b"
     r"|帮我|替我|给我发|发给我|寄给我|我要申诉|我要退|我想退|我要取消|请帮|麻烦你"
 )
 
@@ -66,9 +73,7 @@ def asks_for_person(message: Message) -> bool:
 
 def asks_about_hours(message: Message) -> bool:
     """Whether the member asks when the help desk is open."""
-    if _HOURS.search(message.normalized):
-        return True
-    return message.content_size <= SHORT and bool(_HOURS_SHORT.search(message.normalized))
+    return bool(_HOURS.search(message.normalized) or _HOURS_ALONE.match(message.normalized))
 
 
 def asks_to_do(message: Message) -> bool:
@@ -80,8 +85,10 @@ def asks_to_do(message: Message) -> bool:
 _NEW_CODE = re.compile(
     r"\b(?:resend|re send)\b|\bsend (?:it|the code|a code|me a code|another(?: code)?|a new(?: code)?|again)"
     r"(?: again)?\b|\b(?:new|another|different) code\b"
-    r"|\b(?:didnt|did not|never|havent|have not|dont|do not|cant|cannot) (?:get|got|receive|received|see|find)"
-    r"(?: (?:the|a|any|my|your))? (?:code|e ?mail|email|it)\b|\bno code\b|\bcode (?:never|didnt|did not|hasnt)\b"
+    r"|\b(?:didnt|did not|never|havent|have not|dont|do not|cant|cannot) (?:get|got|receive"
+    r"|received|see|find)"
+    r"(?: (?:the|a|any|my|your))? (?:code|e ?mail|email|it)\b|\bno code\b"
+    r"|\bcode (?:never|didnt|did not|hasnt)\b"
     r"|\breenvia|\bvolver a enviar|\bmandar?(?:me)? (?:otro|de nuevo|otra vez)|\b(?:otro|nuevo) codigo\b"
     r"|\bno (?:me )?(?:llego|ha llegado|recibi|he recibido|encuentro|veo)\b"
     r"|没收到|没有收到|收不到|重新发|再发|重发|新的验证码|新验证码|另一个验证码|冇收到"

@@ -453,7 +453,9 @@ async def latest_code(session: AsyncSession, *, channel: str, user_id: str) -> V
     return (await session.execute(_LATEST_CODE, chat)).scalar_one_or_none()
 
 
-async def codes_for_subject(session: AsyncSession, *, subject: str, since: datetime) -> list[VerificationCode]:
+async def codes_for_subject(
+    session: AsyncSession, *, subject: str, since: datetime
+) -> list[VerificationCode]:
     """The codes asked for this subject (a Registry ID, in any chat) since ``since``."""
     values = {"subject": subject, "since": since}
     return list((await session.execute(_SUBJECT_CODES, values)).scalars().all())

@@ -20,7 +20,7 @@ from typing import Literal
 from bot.understanding.message import Message
 from bot.understanding.model import OUT_OF_SCOPE, TopicModel
 
-MIN_SENTENCE_WORDS = 3  # content words; fewer ("Hi there.", "Where do I start?") say nothing of the subject
+MIN_SENTENCE_WORDS = 3
 MAX_ALTERNATIVES = 3
 
 Verdict = Literal["answer", "clarify", "unknown"]
@@ -60,8 +60,9 @@ def decide(
     likely = tuple(t for t, p in ranked[1 : MAX_ALTERNATIVES + 1] if p >= max(near, limits.clarify))
     if score >= limits.answer:
         return Decision("answer", best, score, likely[: MAX_ALTERNATIVES - 1])
-    sentences = [s for s in message.sentences() if s.content_size >= MIN_SENTENCE_WORDS]
+    sentences = message.sentences()
     if len(sentences) >= 2:
+        sentences = [s for s in sentences if s.content_size >= MIN_SENTENCE_WORDS]
         named: dict[str, float] = {}
         for sentence in sentences:
             top, _ = _ranked(model, sentence, excluded)

@@ -16,13 +16,18 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from rapidfuzz import fuzz, process
 
+from bot import text
 from bot.understanding.features import char_features, word_features
 from bot.understanding.message import Message
 
 logger = logging.getLogger(__name__)
 
 OUT_OF_SCOPE = "~none"  # the class of messages no topic answers
+MIN_SPELLING = 4  # shorter words are not corrected (too many near neighbours)
+SPELLING_CUTOFF = 85  # rapidfuzz ratio to take a known word for a misspelt one
+MAX_CORRECTIONS = 65536
 Vector = npt.NDArray[np.float32]
 
 
@@ -73,6 +78,9 @@ class TopicModel:
             arrays["char_idf"].astype(np.float32),
             len(word_vocabulary),
         )
+        self._spellings = tuple(str(w) for w in arrays["spellings"]) if "spellings" in arrays else ()
+        self._known = frozenset(self._spellings)
+        self._corrections: dict[str, str] = {}  # misspelt word -> the known word (or itself)
         self._weights: Vector = arrays["weights"].astype(np.float32)  # (features, classes)
         self._intercept: Vector = arrays["intercept"].astype(np.float32)
         if self._weights.shape != (len(word_vocabulary) + len(char_vocabulary), len(self.classes)):
@@ -97,12 +105,25 @@ class TopicModel:
     def inputs_hash(self) -> str:
         return str(self.info.get("inputs_hash", ""))
 
+    def spelled(self, word: str) -> str:
+        """``word``, or the known word it is a misspelling of ("trainng" -> "training")."""
+        if len(word) < MIN_SPELLING or word in self._known or not word.isalpha() or text.is_cjk(word):
+            return word
+        corrected = self._corrections.get(word)
+        if corrected is None:
+            found = process.extractOne(word, self._spellings, scorer=fuzz.ratio, score_cutoff=SPELLING_CUTOFF)
+            corrected = str(found[0]) if found is not None else word
+            if len(self._corrections) < MAX_CORRECTIONS:
+                self._corrections[word] = corrected
+        return corrected
+
     def probabilities(self, message: Message) -> Vector:
         """One probability per class (``classes``), summing to 1."""
+        words = tuple(self.spelled(word) for word in message.words)
         logits = self._intercept.copy()
         for group, features in (
-            (self._word, word_features(message.words, message.lang)),
-            (self._char, char_features(message.words)),
+            (self._word, word_features(words, message.lang)),
+            (self._char, char_features(words)),
         ):
             rows, values = group.weights(features)
             if rows.size:

@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from bot import text
 from bot.knowledge import KnowledgeBase
 from bot.understanding import features as features_module
 from bot.understanding.features import char_features, word_features
 from bot.understanding.message import Message
-from bot.understanding.model import OUT_OF_SCOPE
+from bot.understanding.model import MIN_SPELLING, OUT_OF_SCOPE
 
 logger = logging.getLogger(__name__)
 
@@ -131,12 +132,13 @@ def _vectorizers() -> tuple[Any, Any]:
 
 @dataclass
 class Fitted:
-    """A trained model before export: its classes, vectorizers and classifier."""
+    """A trained model before export: its classes, vectorizers, classifier and the words it has seen."""
 
     classes: list[str]
     word: Any
     char: Any
     classifier: Any
+    spellings: list[str]
 
     def probabilities(self, messages: Sequence[Message]) -> npt.NDArray[np.float64]:
         from scipy.sparse import hstack
@@ -157,7 +159,12 @@ def fit(examples: Sequence[Example]) -> Fitted:
     matrix = hstack([word.fit_transform(messages), char.fit_transform(messages)]).tocsr()
     classifier = LogisticRegression(C=C, max_iter=5000, random_state=SEED)
     classifier.fit(matrix, labels)
-    return Fitted([str(c) for c in classifier.classes_], word, char, classifier)
+    return Fitted([str(c) for c in classifier.classes_], word, char, classifier, spellings(messages))
+
+
+def spellings(messages: Sequence[Message]) -> list[str]:
+    """The Latin words of the examples, which a misspelt word of a question is corrected to."""
+    return sorted({w for m in messages for w in m.words if len(w) >= MIN_SPELLING and not text.is_cjk(w)})
 
 
 def out_of_fold(knowledge: list[Example], questions: list[Example]) -> npt.NDArray[np.float64]:
@@ -225,6 +232,7 @@ def export(fitted: Fitted, info: dict[str, Any]) -> dict[str, npt.NDArray[Any]]:
         "char_idf": fitted.char.idf_.astype(np.float32),
         "weights": np.ascontiguousarray(coef.T.astype(np.float32)),
         "intercept": intercept.astype(np.float32),
+        "spellings": np.array(fitted.spellings, dtype=np.str_),
         "info": np.array(json.dumps(info, sort_keys=True)),
     }
 
