@@ -61,6 +61,7 @@ class Router:
     async def route(self, turn: Turn, state: State, message: Message) -> list[Reply]:
         """The replies to ``message`` (or to the button the turn pressed)."""
         replies = await self._expire(turn, state)
+        turn.unanswered = state.pop("question", None)  # only the turn right after it may hand it on
         active = self._active_flow(state)
         payload = turn.inbound.payload or self._typed_press(state, message)
         if payload:
@@ -125,7 +126,7 @@ class Router:
                 if rated:
                     return [Reply(turn.render("helpdesk/rated"))]
         if kind == "flow" and rest in self.flows:
-            return await self.start_flow(turn, state, rest, prefill=self._pending_question(state, rest))
+            return await self.start_flow(turn, state, rest, prefill=self._pending_question(turn, rest))
         if kind == "s" and active is not None:
             flow, flow_state = active
             flow_name, _, slot_value = rest.partition(":")
@@ -257,7 +258,7 @@ class Router:
     async def _handoff(self, turn: Turn, state: State, message: Message, u: Understanding) -> list[Reply]:
         """A person: the message is the question for staff when it says more than "a person, please"."""
         reason = message.raw.strip() if message.content_size >= MIN_REASON else None
-        prefill = {"question": reason} if reason else self._pending_question(state, "handoff")
+        prefill = {"question": reason} if reason else self._pending_question(turn, "handoff")
         return await self.start_flow(turn, state, "handoff", prefill=prefill)
 
     async def _logout(self, turn: Turn, state: State, message: Message, u: Understanding) -> list[Reply]:
@@ -361,10 +362,9 @@ class Router:
         return flow, flow_state
 
     @staticmethod
-    def _pending_question(state: State, flow: str) -> dict[str, str] | None:
-        """The question the assistant could not answer, for a person taking it over."""
-        question = state.pop("question", None)
-        return {"question": question} if flow == "handoff" and question else None
+    def _pending_question(turn: Turn, flow: str) -> dict[str, str] | None:
+        """The question the assistant could not answer just before, for a person taking it over."""
+        return {"question": turn.unanswered} if flow == "handoff" and turn.unanswered else None
 
     async def _end_flow(self, turn: Turn, state: State, flow: Flow, flow_state: FlowState) -> None:
         """Stop the flow early: it undoes what it kept, and nothing of it is left in the conversation."""

@@ -37,6 +37,8 @@ class Turn:
     lang_explicit: bool = False
     hours: SupportHours | None = None
     memory: dict[str, Any] = field(default_factory=dict)  # kept with the conversation, across flows
+    #: the member's question that the turn before could not answer (a person taking over starts from it)
+    unanswered: str | None = None
     # what happened, for whoever listens after the turn is committed (staff notifications)
     events: list[tuple[str, int]] = field(default_factory=list)
     language_changed: bool = field(default=False, init=False)

@@ -164,6 +164,14 @@ async def test_the_person_offered_after_a_question_takes_that_question(app: App)
     assert escalation.question == question
 
 
+async def test_an_older_question_is_not_handed_on_later(app: App) -> None:
+    member = Chatter(app.engine, "person-later")
+    await member.say("my paycheck from the center is late again, who do I talk to")
+    await member.say("how do I reset my password")
+    text = await member.say("I want to talk to a person")
+    assert await rows(app, Escalation) == [] and "What would you like help with" in text
+
+
 async def test_the_spanish_menu_offers_a_person_once(app: App) -> None:
     member = Chatter(app.engine, "persona-una-vez", hint="es")
     await member.say("ayuda")

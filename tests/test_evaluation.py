@@ -24,6 +24,7 @@ from bot.knowledge import KnowledgeBase
 from bot.understanding import train
 from bot.understanding.model import TopicModel
 from bot.understanding.store import evaluation_files, load_models, model_path, training_files
+from tests.test_cli import run
 
 EVAL = PROJECT_DIR / "eval"
 BLIND = sorted(EVAL.glob("questions-blind*.jsonl"))
@@ -74,14 +75,7 @@ def test_no_evaluation_file_is_a_training_file() -> None:
 def test_kb_train_refuses_an_evaluation_file(tmp_path: Path) -> None:
     copy = tmp_path / "blind.jsonl"
     shutil.copy(EVAL / "questions-blind.jsonl", copy)  # the same file under another name and place
-    result = subprocess.run(
-        [sys.executable, "-m", "bot", "kb", "train", "--training", str(copy)],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_DIR,
-        timeout=120,
-        check=False,
-    )
+    result = run(["kb", "train", "--training", str(copy)], tmp_path)
     assert result.returncode == 2 and "evaluation file" in result.stderr
     assert "refuse" not in result.stdout
 
@@ -129,17 +123,27 @@ def test_answering_needs_no_scikit_learn() -> None:
     assert '"topic": "forgot-password"' in result.stdout
 
 
-def test_eval_reports_every_held_out_file_with_a_calibration_line() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "bot", "eval"],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_DIR,
-        timeout=300,
-        check=False,
-    )
+def test_eval_reports_every_held_out_file_with_a_calibration_line(tmp_path: Path) -> None:
+    result = run(["eval"], tmp_path)
     assert result.returncode == 0, result.stderr
     for path in evaluation_files(PROJECT_DIR):
         assert f"== {path}" in result.stdout
     assert result.stdout.count("calibration (answers by probability):") == len(evaluation_files(PROJECT_DIR))
     assert "out of scope handled" in result.stdout and "wrong confident answers" in result.stdout
+
+
+def test_the_exported_weights_score_exactly_as_scikit_learn_does() -> None:
+    """numpy at run time gives the probabilities scikit-learn's own ``predict_proba`` gives."""
+    knowledge = KnowledgeBase.load(PROJECT_DIR / "knowledge")
+    others = PROJECT_DIR / "training" / "questions-out-of-scope.jsonl"
+    examples = [
+        *train.knowledge_examples(knowledge, "ct"),
+        *train.file_examples([others], "ct", knowledge.topics("ct")),
+    ]
+    fitted = train.fit(examples)
+    model = TopicModel(train.export(fitted, {"thresholds": {"answer": 0.5, "clarify": 0.1, "sentence": 0.5}}))
+    messages = [train.Message.of(e.text, e.lang) for e in examples[::7]]
+    expected = fitted.probabilities(messages)
+    columns = [fitted.classes.index(name) for name in model.classes]
+    for message, row in zip(messages, expected, strict=True):
+        assert np.allclose(model.probabilities(message), row[columns], atol=1e-5), message.raw

@@ -22,6 +22,7 @@ from bot.understanding.model import OUT_OF_SCOPE, TopicModel
 
 MIN_SENTENCE_WORDS = 3
 MAX_ALTERNATIVES = 3
+NEGLIGIBLE = 0.01  # a topic this unlikely is never answered, offered or checked
 
 Verdict = Literal["answer", "clarify", "unknown"]
 
@@ -39,7 +40,7 @@ def _ranked(
 ) -> tuple[list[tuple[str, float]], float]:
     """The topics, most likely first, and the probability of none of them (excluded topics count there)."""
     topics, none = [], 0.0
-    for topic, probability in model.ranked(message):
+    for topic, probability in model.ranked(message, floor=NEGLIGIBLE):  # the rest never matters
         if topic == OUT_OF_SCOPE or excluded(topic):
             none += probability
         else:

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 OUT_OF_SCOPE = "~none"  # the class of messages no topic answers
 MIN_SPELLING = 4  # shorter words are not corrected (too many near neighbours)
 SPELLING_CUTOFF = 85  # rapidfuzz ratio to take a known word for a misspelt one
-MAX_CORRECTIONS = 65536
+MAX_CORRECTIONS = 65536  # per-word memos kept at most (misspellings, n-grams)
 Vector = npt.NDArray[np.float32]
 
 
@@ -46,20 +46,15 @@ class Thresholds:
 
 @dataclass(frozen=True, slots=True)
 class _Group:
+    """A feature group's vocabulary; its numbers start at ``offset`` in the weights' rows."""
+
     vocabulary: dict[str, int]
-    idf: Vector
     offset: int
 
-    def weights(self, features: list[str]) -> tuple[npt.NDArray[np.intp], Vector]:
-        """Row numbers and TF-IDF weights (sublinear tf, unit length) of the known features."""
-        counts = Counter(self.vocabulary[f] for f in features if f in self.vocabulary)
-        if not counts:
-            return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.float32)
-        rows = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
-        tf = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
-        values: Vector = ((1.0 + np.log(tf)) * self.idf[rows]).astype(np.float32, copy=False)
-        values /= np.float32(np.sqrt(values @ values))
-        return rows + self.offset, values
+    def rows(self, features: list[str]) -> list[int]:
+        """The row numbers of the known ``features`` (unknown ones carry no weight)."""
+        offset = self.offset
+        return [number + offset for number in map(self.vocabulary.get, features) if number is not None]
 
 
 class TopicModel:
@@ -70,21 +65,19 @@ class TopicModel:
         self.classes: tuple[str, ...] = tuple(str(c) for c in arrays["classes"])
         word_vocabulary = [str(v) for v in arrays["word_vocabulary"]]
         char_vocabulary = [str(v) for v in arrays["char_vocabulary"]]
-        self._word = _Group(
-            {f: i for i, f in enumerate(word_vocabulary)}, arrays["word_idf"].astype(np.float32), 0
-        )
-        self._char = _Group(
-            {f: i for i, f in enumerate(char_vocabulary)},
-            arrays["char_idf"].astype(np.float32),
-            len(word_vocabulary),
-        )
+        self._word = _Group({f: i for i, f in enumerate(word_vocabulary)}, 0)
+        self._char = _Group({f: i for i, f in enumerate(char_vocabulary)}, len(word_vocabulary))
+        self._idf: Vector = np.concatenate([arrays["word_idf"], arrays["char_idf"]]).astype(np.float32)
         self._spellings = tuple(str(w) for w in arrays["spellings"]) if "spellings" in arrays else ()
         self._known = frozenset(self._spellings)
         self._corrections: dict[str, str] = {}  # misspelt word -> the known word (or itself)
+        self._char_rows: dict[str, list[int]] = {}  # a word's character n-grams, as vocabulary numbers
         self._weights: Vector = arrays["weights"].astype(np.float32)  # (features, classes)
         self._intercept: Vector = arrays["intercept"].astype(np.float32)
         if self._weights.shape != (len(word_vocabulary) + len(char_vocabulary), len(self.classes)):
             raise ModelError("the model's weights do not match its vocabularies")
+        if self.classes[-1] != OUT_OF_SCOPE:
+            raise ModelError(f"the model's last class is not {OUT_OF_SCOPE!r}")
         thresholds = self.info["thresholds"]
         self.thresholds = Thresholds(
             answer=float(thresholds["answer"]),
@@ -118,23 +111,49 @@ class TopicModel:
         return corrected
 
     def probabilities(self, message: Message) -> Vector:
-        """One probability per class (``classes``), summing to 1."""
+        """One probability per class (``classes``), summing to 1.
+
+        Each group's features are weighted by sublinear TF-IDF and scaled to unit length, as scikit-learn's
+        ``TfidfVectorizer`` does in training; both groups are computed in one pass of numpy.
+        """
         words = tuple(self.spelled(word) for word in message.words)
+        counts = Counter(self._word.rows(word_features(words, message.lang)))
+        first_char = len(counts)  # word rows come first (a Counter keeps the order rows arrive in)
+        counts.update(row for word in words for row in self._word_char_rows(word))
         logits = self._intercept.copy()
-        for group, features in (
-            (self._word, word_features(words, message.lang)),
-            (self._char, char_features(words)),
-        ):
-            rows, values = group.weights(features)
-            if rows.size:
-                logits += values @ self._weights[rows]
+        if counts:
+            rows = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
+            tf = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
+            values: Vector = ((1.0 + np.log(tf)) * self._idf[rows]).astype(np.float32, copy=False)
+            squares = values * values
+            word_norm = np.sqrt(squares[:first_char].sum()) or 1.0
+            char_norm = np.sqrt(squares[first_char:].sum()) or 1.0
+            values[:first_char] /= word_norm
+            values[first_char:] /= char_norm
+            logits += values @ self._weights[rows]
         logits -= logits.max()
         exp = np.exp(logits)
         result: Vector = exp / exp.sum()
         return result
 
-    def ranked(self, message: Message) -> list[tuple[str, float]]:
-        """Every class with its probability, most likely first."""
+    def _word_char_rows(self, word: str) -> list[int]:
+        """The character n-grams of one word (computed once per word: words come back often)."""
+        rows = self._char_rows.get(word)
+        if rows is None:
+            rows = self._char.rows(char_features((word,)))
+            if len(self._char_rows) < MAX_CORRECTIONS:
+                self._char_rows[word] = rows
+        return rows
+
+    def ranked(self, message: Message, *, floor: float = 0.0) -> list[tuple[str, float]]:
+        """The classes with a probability of at least ``floor`` (and "none of them" always), most likely
+        first."""
         probabilities = self.probabilities(message)
         order = np.argsort(-probabilities, kind="stable")
-        return [(self.classes[i], float(probabilities[i])) for i in order]
+        values = probabilities[order].tolist()
+        none = len(self.classes) - 1  # the last class is "none of the topics"
+        return [
+            (self.classes[i], p)
+            for i, p in zip(order.tolist(), values, strict=True)
+            if p >= floor or i == none
+        ]
