@@ -150,7 +150,7 @@ async def test_maria_withdraws_from_a_training_in_spanish_in_the_browser(app: Ap
         body = await browser.script("return document.body.innerText;")
         assert "Su mensaje" in body and "Idioma" in body and "Adjuntar documentos" in body
 
-        text = await browser.say("quiero retirarme de una capacitación")
+        text = await browser.say("¿cómo me retiro de una capacitación?")
         assert "capacitación" in text
         text = await browser.press("Sí", keyboard=True)  # start now: the account is linked first
         assert "Registry ID" in text
