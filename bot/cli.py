@@ -219,9 +219,13 @@ def _eval(args: argparse.Namespace, settings: Settings, registry: str) -> int:
     if missing:
         print(f"registry-bot: no such file: {missing[0]}", file=sys.stderr)
         return 2
+    from bot.understanding.store import training_files
+    from bot.understanding.train import trained_on
+
     understander = _understander(settings)
+    seen = trained_on(understander.knowledge, training_files(settings.content_dir))
     for number, path in enumerate(files):
-        report = evaluate(understander, path)
+        report = evaluate(understander, path, trained_on=seen)
         if len(files) > 1:
             print(("\n" if number else "") + f"== {path}")
         print("\n".join(report.lines()))

@@ -27,7 +27,7 @@ from bot.hours import SupportHours
 from bot.i18n import resolve_locale
 from bot.intents import Understander
 from bot.knowledge import KnowledgeBase
-from bot.language import detect_language
+from bot.language import detect_language, language_evidence
 from bot.messages import Inbound, Reply
 from bot.metrics import Metrics
 from bot.registry import repo
@@ -238,12 +238,12 @@ class Engine:
                 hours=self.hours,
                 memory=state.setdefault("memory", {}),
             )
-            if text and not turn.lang_explicit and not text.lstrip().startswith("/"):
-                # a conversation under way changes language on clear evidence only ("ok", "1", a code: never)
-                settled = bool(state.get("greeted"))
-                detected = detect_language(text, self.knowledge, margin=2 if settled else 1)
-                if detected:
-                    turn.set_language(detected, explicit=False)
+            written_in, lead = language_evidence(text, self.knowledge) if text else (None, 0)
+            # a conversation under way changes language on clear evidence only ("ok", "1", a code: never)
+            needed = 2 if state.get("greeted") else 1
+            command = text.lstrip().startswith("/")
+            if written_in and lead >= needed and not turn.lang_explicit and not command:
+                turn.set_language(written_in, explicit=False)
             said = text or (inbound.payload or "")
             transcript: list[tuple[str, str]] = [("in", said)]
             if await self._with_staff(turn, inbound):
@@ -257,7 +257,9 @@ class Engine:
                 replies = []
             else:
                 try:
-                    replies = await self.router.route(turn, state, Message.of(text, turn.lang))
+                    # the message is read in its own language (a Spanish question in an English chat)
+                    message = Message.of(text, written_in or turn.lang)
+                    replies = await self.router.route(turn, state, message)
                 except BaseException:  # the transaction rolls back; the session a flow opened goes too
                     with contextlib.suppress(Exception):
                         await turn.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from bot.intents import Understander, Understanding
 from bot.language import detect_language
 from bot.understanding.message import Message
+from bot.understanding.train import question_key
 
 INTENT_TOPICS = {"hours": "contact-support", "human": "talk-to-person"}
 # probability bands of the calibration line: how often an answer given with that probability was right
@@ -51,6 +53,8 @@ class Report:
     failures: list[dict[str, Any]] = field(default_factory=list)
     # per probability band: (answers given, answers right)
     calibration: dict[int, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    seen: int = 0  # questions that also stand, word for word, in the training data
+    unseen_correct: int = 0
 
     def accuracy(self, lang: str | None = None) -> float:
         if lang is None:
@@ -82,6 +86,11 @@ class Report:
             low, high = BANDS[band], min(BANDS[band + 1], 1.0)
             bands.append(f"{low:.1f}-{high:.1f}: {right}/{given} right")
         out.append("calibration (answers by probability): " + ("; ".join(bands) or "no answers"))
+        unseen = self.questions - self.seen
+        rest = self.unseen_correct / unseen if unseen else 1.0
+        out.append(
+            f"also in the training data: {self.seen}/{self.questions}; accuracy on the rest: {rest:.1%}"
+        )
         return out
 
 
@@ -89,7 +98,11 @@ def _band(score: float) -> int:
     return next(i for i in range(len(BANDS) - 1) if BANDS[i] <= score < BANDS[i + 1])
 
 
-def evaluate(understander: Understander, path: Path) -> Report:
+def evaluate(
+    understander: Understander, path: Path, *, trained_on: Mapping[str, set[str]] | None = None
+) -> Report:
+    """Score the questions of ``path``; ``trained_on`` (per registry, the normalized training questions
+    and article phrases) sets apart the questions the model saw word for word."""
     report = Report()
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.strip():
@@ -102,6 +115,11 @@ def evaluate(understander: Understander, path: Path) -> Report:
         report.total[lang] += 1
         if understood_as["lang"] == lang:
             report.lang_correct += 1
+        seen = trained_on is not None and question_key(item["q"]) in trained_on.get(
+            item.get("registry", "ca"), ()
+        )
+        report.seen += seen
+        report.unseen_correct += got == expected and not seen
         if got == expected:
             report.correct[lang] += 1
         else:

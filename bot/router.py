@@ -16,9 +16,9 @@ from bot.config import Profile, Settings
 from bot.flows import Done, Flow, FlowState, Reask, Stay
 from bot.hours import SupportHours
 from bot.i18n import N_, fmt_weekly_hours, resolve_locale, zone_name
-from bot.intents import Understander, Understanding
+from bot.intents import Understander, Understanding, match_intent
 from bot.intents.answers import pressed, yes_or_no
-from bot.intents.requests import asks_to_do
+from bot.intents.requests import asks_for_person, asks_to_do
 from bot.knowledge import Article, KnowledgeBase
 from bot.messages import Choice, Link, Reply
 from bot.registry import repo
@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 PERSON_TOPIC = "talk-to-person"  # its own button, "Talk to a person", is on every menu
 DEFAULT_MENU = ("find-registry-id", "withdraw-training", "audit-request", "appeal", "forgot-password")
 MIN_REASON = 4.0  # content words a request for a person needs to count as the question for staff
+CONTROL_INTENTS = frozenset({"cancel", "back", "help"})
 # intents answered in the middle of a flow when the message does not answer its question
 ASIDE = frozenset({"hours", "notice", "thanks", "greeting"})
 
@@ -63,7 +64,9 @@ class Router:
         replies = await self._expire(turn, state)
         turn.unanswered = state.pop("question", None)  # only the turn right after it may hand it on
         active = self._active_flow(state)
-        payload = turn.inbound.payload or self._typed_press(state, message)
+        payload = turn.inbound.payload
+        if payload is None and not self._takes_control(message):
+            payload = self._typed_press(state, message)
         if payload:
             return replies + await self._payload(turn, state, payload)
         if message.empty and not turn.inbound.attachments:
@@ -72,11 +75,8 @@ class Router:
             return [*replies, Reply(turn.render("documents_outside_flow"))]
         if active is None and self._declines_offer(state, message):
             return [*replies, Reply(turn.render("offer_declined"))]
-        understanding = (
-            self.understander.understand(message, self.profile.key)
-            if not message.empty
-            else Understanding("empty")
-        )
+        # inside a flow the topic model is asked only if the message does not answer the flow's question
+        understanding = self.understander.understand(message, self.profile.key, topics=active is None)
         if active is not None:
             return replies + await self._in_flow(turn, state, message, understanding)
         return replies + await self._outside_flow(turn, state, message, understanding)
@@ -89,6 +89,15 @@ class Router:
         state["shown"] = [
             [choice.label, choice.payload, choice.meaning] for reply in replies for choice in reply.choices
         ]
+
+    @staticmethod
+    def _takes_control(message: Message) -> bool:
+        """A command, "cancel", "back", "help" or a person asked for: never taken as a button pressed."""
+        return (
+            message.raw.lstrip().startswith("/")
+            or match_intent(message.raw) in CONTROL_INTENTS
+            or asks_for_person(message)
+        )
 
     def _typed_press(self, state: State, message: Message) -> str | None:
         shown = [Choice(*entry) for entry in state.get("shown", ())]
@@ -113,6 +122,12 @@ class Router:
                 if active is not None:  # the steps asked for mid-errand: show them, then carry on
                     return [*self._article_replies(turn, article), *await self._back_to_flow(turn, state)]
                 return await self._answer(turn, state, article)
+        if kind == "steps":  # the article instead of the errand it was offered beside: the errand stops
+            article = self.knowledge.article(self.profile.key, rest, turn.lang)
+            if article is not None:
+                if active is not None:
+                    await self._end_flow(turn, state, *active)
+                return self._article_replies(turn, article)
         if kind == "rate":
             escalation_id, _, stars = rest.partition(":")
             if escalation_id.isdigit() and stars in ("1", "2", "3", "4", "5"):
@@ -219,7 +234,7 @@ class Router:
         """Start the errand at once, with the article's steps one tap away."""
         assert article.flow is not None
         replies = await self.start_flow(turn, state, article.flow)
-        steps = Choice(turn.t(N_("Show me the steps instead")), f"topic:{article.id}")
+        steps = Choice(turn.t(N_("Show me the steps instead")), f"steps:{article.id}")
         if replies and self._active_flow(state) is not None:
             last = replies[-1]
             replies[-1] = Reply(last.text, (*last.choices, steps), last.links)
@@ -434,6 +449,8 @@ class Router:
         self, turn: Turn, state: State, message: Message, understanding: Understanding
     ) -> list[Reply]:
         """The answer to a question asked in the middle of a flow (an article, the hours), or nothing."""
+        if understanding.kind == "unknown":  # the topic model was left out until the answer did not fit
+            understanding = self.understander.search(message, self.profile.key)
         if understanding.kind in ("intent", "command") and understanding.name in ASIDE:
             return await INTENT_HANDLERS[understanding.name](self, turn, state, message, understanding)
         if understanding.kind == "answer" and understanding.name:

@@ -4,14 +4,15 @@ languages."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from bot.app import App
-from bot.registry.models import Escalation
+from bot.registry.models import ChatLink, Escalation
 from tests.conftest import Clock
-from tests.helpers import Chatter, rows, verify
+from tests.helpers import Chatter, latest_mail, rows, verify
 from tests.test_flows import enrollment_status
 from tests.test_handoff import pacific
 
@@ -237,10 +238,10 @@ async def test_an_errand_asked_outright_starts_with_the_steps_one_tap_away(
     text = await member.say(message)
     assert asks in text and "**" not in text  # the errand's question, not the article
     steps = member.last[-1].choices[-1]
-    assert steps.payload == "topic:find-registry-id"
+    assert steps.payload == "steps:find-registry-id"
     text = await member.say(payload=steps.payload)
-    assert text.startswith("**")  # the article, then back to the errand's question
-    assert asks in member.last[-1].text
+    assert text.startswith("**") and len(member.last) == 1  # the article instead: the errand stops
+    assert (await member.say("how do I find my registry id?")).startswith("**")  # no e-mail asked for
 
 
 @pytest.fixture
@@ -260,3 +261,95 @@ async def test_connecticut_offers_only_what_it_has(connecticut: App, lang: str) 
     assert topics[:-1] and all(p.startswith("topic:ct-") or p == "topic:contact-support" for p in topics[:-1])
     help_text = await member.say("help")
     assert "Withdraw" not in help_text and "Retirarse" not in help_text
+
+
+@pytest.mark.parametrize(
+    "typed", ["I do not want to withdraw from it", "可以告诉我怎么退出吗", "no, which one is on Saturday?"]
+)
+async def test_more_than_a_yes_at_the_confirmation_withdraws_nobody(app: App, typed: str) -> None:
+    member = Chatter(app.engine, f"not-a-yes-{typed}")
+    await verify(member, app.sessionmaker, *MARIA, start="/link")
+    await member.press_flow("withdraw-training")
+    await member.say("Supporting Dual Language Learners")
+    assert "Withdrawn" not in await member.say(typed)
+    assert await enrollment_status(app, MARIA[0], "T-401") == "enrolled"
+
+
+@pytest.mark.parametrize(
+    ("lang", "typed"), [("en", "ok thanks"), ("es", "vale, gracias"), ("zh_Hans", "好的谢谢")]
+)
+async def test_a_thank_you_after_an_article_starts_nothing(app: App, lang: str, typed: str) -> None:
+    member = Chatter(app.engine, f"thanks-{lang}", hint=lang)
+    await member.say(HOW_TO_WITHDRAW[lang])
+    assert ASKS_FOR_THE_ID[lang] not in await member.say(typed)
+
+
+@pytest.mark.parametrize("typed", ["/cancel", "cancel", "cancelar", "取消"])
+async def test_cancel_at_a_yes_or_no_question_cancels(app: App, typed: str) -> None:
+    member = Chatter(app.engine, f"cancel-{typed}")
+    await verify(member, app.sessionmaker, *MARIA, start="/link")
+    await member.press_flow("withdraw-training")
+    await member.say("Supporting Dual Language Learners")
+    await member.say(typed)
+    assert "Withdrawn" not in await member.say("yes")  # nothing is waiting for a yes any more
+    assert await enrollment_status(app, MARIA[0], "T-401") == "enrolled"
+
+
+async def test_the_code_typed_with_words_about_a_new_code_is_still_the_code(app: App) -> None:
+    member = Chatter(app.engine, "code-with-words")
+    await member.say("verify my account")
+    await member.say(MARIA[0])
+    await member.say(MARIA[1])
+    mail = await latest_mail(app.sessionmaker, MARIA[1])
+    code = re.search(r"\b(\d{6})\b", mail.body if mail else "")
+    assert code is not None
+    assert "Maria" in await member.say(f"ok here is the new code {code.group(1)}")
+
+
+async def test_a_paused_member_is_not_let_in_from_another_chat_even_with_the_right_code(app: App) -> None:
+    waiting = Chatter(app.engine, "waiting-at-the-code")
+    await waiting.say("verify my account")
+    await waiting.say(MARIA[0])
+    await waiting.say(MARIA[1])
+    mail = await latest_mail(app.sessionmaker, MARIA[1])
+    code = re.search(r"\b(\d{6})\b", mail.body if mail else "")
+    assert code is not None
+    guesser = Chatter(app.engine, "guessing-elsewhere")
+    await guesser.say("verify my account")
+    await guesser.say(MARIA[0])
+    await guesser.say(MARIA[1])
+    for _ in range(5):
+        await guesser.say("000000")
+    assert "paused" in await waiting.say(code.group(1))
+    assert await rows(app, ChatLink) == []
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "How do I put staff on my program roster?",
+        "I am an agent for a sponsor, how do I edit my event?",
+        "Do I need to file an appeal if my audit was denied?",
+        "My training is tomorrow, what time does it start?",
+    ],
+)
+async def test_questions_that_only_sound_like_a_request_are_answered_as_questions(
+    app: App, message: str
+) -> None:
+    member = Chatter(app.engine, f"sounds-like-{message}")
+    text = await member.say(message)
+    assert await rows(app, Escalation) == []
+    assert "Help desk hours" not in text and "Registry ID? (" not in text
+
+
+@pytest.mark.parametrize(
+    ("lang", "message", "topic_words"),
+    [("en", "no puedo subir mis documentos", "document"), ("es", "withdrawing from trainings", "Withdraw")],
+)
+async def test_a_message_in_another_language_is_read_in_its_own(
+    app: App, lang: str, message: str, topic_words: str
+) -> None:
+    member = Chatter(app.engine, f"other-language-{lang}", hint=lang)
+    await member.say("/language " + lang)
+    text = await member.say(message)
+    assert "Which of these" not in text and "I'm sorry" not in text and "Lo siento" not in text

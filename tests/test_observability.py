@@ -31,7 +31,9 @@ async def test_metrics_count_turns_hand_offs_and_the_outbox(app: App) -> None:
     assert 'registry_bot_turns_total{channel="test",outcome="answer"} 2.0' in body
     assert 'registry_bot_turns_total{channel="test",outcome="unknown"} 1.0' in body
     assert 'registry_bot_turns_total{channel="test",outcome="duplicate"} 1.0' in body
-    assert 'registry_bot_turns_total{channel="test",outcome="flow"} 2.0' in body  # a person, then the question
+    assert (
+        'registry_bot_turns_total{channel="test",outcome="flow"} 2.0' in body
+    )  # a person, then the question
     assert 'registry_bot_turn_seconds_count{channel="test"} 6.0' in body
     assert "registry_bot_handoffs_open 1.0" in body
     assert "registry_bot_outbox_backlog 0.0" in body

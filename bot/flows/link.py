@@ -37,6 +37,7 @@ CHAT_CODES_PER_HOUR = 3
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 EMAIL_IN_TEXT = re.compile(r"[^@\s<>(),;:]+@[^@\s<>(),;:]+\.[^@\s<>(),;:]+")
 RESEND, OTHER_EMAIL = "~resend", "~email"  # the code step's buttons
+SIX_DIGITS = re.compile(r"(?<!\d)\d{6}(?!\d)")
 
 
 def hash_code(code: str, salt: str | None = None) -> str:
@@ -165,27 +166,33 @@ class LinkAccount(Flow):
         ]
 
     async def validate_code(self, turn: Turn, state: FlowState) -> str | Reask | Stay | Done:
-        typed = unicodedata.normalize("NFKC", turn.answer)
+        typed = unicodedata.normalize("NFKC", turn.answer)  # full-width digits are digits
+        codes = SIX_DIGITS.findall(EMAIL_IN_TEXT.sub(" ", typed))
+        if typed not in (RESEND, OTHER_EMAIL) and len(codes) == 1:  # "my code is 606994" is a code first
+            return await self._check(turn, state, codes[0])
         message = Message.of(typed)
         other = EMAIL_IN_TEXT.search(typed)
-        if typed == OTHER_EMAIL or (other is None and asks_other_email(message)):
+        address = clean_email(other.group(0)) if other is not None else None
+        if address is not None:
+            return await self._resend(turn, state, address, "flows/link/new_address")
+        if typed == OTHER_EMAIL or asks_other_email(message):
             state.slots.pop("email", None)
             state.filled.remove("email")
             return Stay((await self.prompt("email", turn, state),))
-        if other is not None and clean_email(other.group(0)):
-            return await self._resend(
-                turn, state, clean_email(other.group(0)) or "", "flows/link/new_address"
-            )
         if typed == RESEND or asks_new_code(message):
             return await self._resend(turn, state, state.slots["email"], "flows/link/resent")
-        digits = re.findall(r"\d+", typed)
+        return Reask(turn.render("flows/link/bad_code"))
+
+    async def _check(self, turn: Turn, state: FlowState, typed: str) -> str | Reask | Done:
+        """Compare a typed code with the latest; a paused member is not let in, even with the right code."""
         code = await repo.latest_code(turn.session, channel=turn.channel, user_id=turn.user_id)
         if code is None or code.used_at is not None or code.expires_at <= turn.now:
             return Done((Reply(turn.render("flows/link/expired")),))
-        if len(digits) != 1 or len(digits[0]) != 6:
-            return Reask(turn.render("flows/link/bad_code"))
+        held = await pause(turn, state.slots["registry_id"])
+        if held is not None and held.why == "wrong":
+            return Done((paused(turn, held),))
         code.attempts += 1
-        if code.member_id is not None and code_matches(digits[0], code.code_hash):
+        if code.member_id is not None and code_matches(typed, code.code_hash):
             code.used_at = turn.now
             await repo.link_chat(
                 turn.session,

@@ -166,7 +166,9 @@ class Understander:
         self.knowledge = knowledge
         self.models = models
 
-    def understand(self, message: Message, registry: str) -> Understanding:
+    def understand(self, message: Message, registry: str, *, topics: bool = True) -> Understanding:
+        """What ``message`` is; ``topics=False`` stops before the topic model (kind "unknown"), for an
+        answer inside a flow, which needs the model only if the answer does not fit."""
         if message.empty:
             return Understanding("empty")
         command = parse_command(message.raw)
@@ -183,7 +185,7 @@ class Understander:
             return Understanding("intent", "hours", 1.0)
         if asks_for_person(message):
             return Understanding("intent", "human", 1.0)
-        return self.search(message, registry)
+        return self.search(message, registry) if topics else Understanding("unknown")
 
     def search(self, message: Message, registry: str) -> Understanding:
         """The topic model alone: answer, ask back between the likely topics, or unknown."""
@@ -191,7 +193,12 @@ class Understander:
         if model is None:
             return Understanding("unknown")
         words = message.words
-        decision = decide(
-            model, message, excluded=lambda topic: self.knowledge.excludes(registry, topic, words)
-        )
+        checked: dict[str, bool] = {}  # each topic's not_about markers are checked once per message
+
+        def excluded(topic: str) -> bool:
+            if topic not in checked:
+                checked[topic] = self.knowledge.excludes(registry, topic, words)
+            return checked[topic]
+
+        decision = decide(model, message, excluded=excluded)
         return Understanding(decision.verdict, decision.topic, decision.score, decision.alternatives)

@@ -8,37 +8,39 @@ import re
 from bot.understanding.message import Message
 
 # A person: "talk to a person", "speak with someone real", "hablar con una persona", "找真人", "人工客服".
+# A verb of talking and a person together: "put staff on my roster" or "I am an agent for a sponsor" are not.
 _PERSON = re.compile(
-    r"\b(?:talk|speak|chat|connect|transfer|put) (?:me )?(?:to|with|through to)? ?(?:a |an |some |one of )?"
-    r"(?:real |live |actual )?(?:person|human|agent|representative|rep|someone|somebody|staff|people)\b"
-    r"|\b(?:real|live|actual) (?:person|human|agent)\b|\bhuman (?:being|agent)\b"
-    r"|\b(?:a|an) (?:human|agent|representative)\b"
-    r"|\bhablar con (?:una |un |alguna |alguien|el |la )?(?:persona|humano|agente|alguien|representante|"
-    r"empleado|empleada|personal)"
-    r"|\bpersona (?:real|de verdad)\b|\bun agente\b|\bagente humano\b|\bcon alguien (?:real|de verdad)\b"
-    r"|\b(?:someone|somebody|a person) (?:to )?call me\b|\bque me llame(?:n)?\b"
+    r"\b(?:talk|speak|chat) (?:to|with) (?:a |an |some |one of |your )?(?:real |live |actual )?"
+    r"(?:person|human|agent|representative|rep|someone|somebody|staff|people)\b"
+    r"|\b(?:connect|transfer|put) me (?:to|with|through to) (?:a |an |some |one of |your )?(?:real "
+    r"|live |actual )?"
+    r"(?:person|human|agent|representative|rep|someone|somebody|staff)\b"
+    r"|\b(?:real|live|actual) (?:person|human|agent)\b|\bhuman being\b"
+    r"|\b(?:someone|somebody|a person) (?:to )?call me\b|\bque me llamen?\b"
+    r"|\bhablar con (?:una |un |alguna |el |la )?(?:persona|humano|agente|alguien|representante|empleado"
+    r"|empleada|personal)\b"
+    r"|\bpersona (?:real|de verdad)\b|\bagente humano\b|\bcon alguien (?:real|de verdad)\b"
     r"|^(?:human|agent|person|representative|operator|persona|agente|humano)$"
-    r"|真人|人工客服|人工服务|转人工|找人工|客服人员|工作人员|跟人谈|和人谈|跟人讲|和人说|跟人说|找个人|找一个人"
-    r"|真正的人|打电话给我"
+    r"|真人|人工客服|人工服务|转人工|找人工|客服人员|跟人谈|和人谈|跟人讲|和人说|跟人说|找个人|找一个人|真正的人"
+    r"|打电话给我"
 )
 # The help desk's hours: "are you open on christmas", "what time do you close", "a que hora cierran".
+# The subject is the help desk ("you", "the office"), never "it" or "they" (a training, an audit).
+_DESK = r"(?:you|you guys|the help ?desk|the office|the registry|the phone line|your office)"
 _HOURS = re.compile(
-    r"\b(?:office|opening|business|support|working|open|desk|your|phone) hours\b"
+    r"\b(?:office|opening|business|support|your|phone) hours\b"
     r"|\bwhat are (?:the |your )?hours\b"
-    r"|\b(?:are|is) (?:you|you guys|the help ?desk|the office|the registry|anyone|someone) "
-    r"(?:\w+ )?(?:open|closed|there|working|available)\b"
-    r"|\bwhat time (?:do|does|are|is) (?:you|the help ?desk|the office|the phone line|it|they)\b"
-    r"|\bwhen (?:do|does|are|will) (?:you|the help ?desk|the office|they) (?:\w+ )?(?:open"
-    r"|close|be open|be back)\b"
-    r"|\b(?:are you|is it|is the help ?desk) (?:open|closed) (?:on|for|today|tomorrow|tonight"
-    r"|this|next|now)\b"
-    r"|\bhorarios? (?:de (?:atencion|oficina|servicio)|del? (?:registro|registry"
-    r"|centro de ayuda|mesa de ayuda))\b"
+    rf"|\b(?:are|is) {_DESK} (?:\w+ )?(?:open|closed)\b"
+    rf"|\bwhat time (?:do|does|are|is|will) {_DESK} (?:\w+ )?(?:open|close|closed|start|end|be open)\b"
+    rf"|\bwhen (?:do|does|are|will) {_DESK} (?:\w+ )?(?:open|close|be open|be back)\b"
+    r"|\bhorarios? (?:de (?:atencion|oficina|servicio)|del? (?:registro|registry|centro de ayuda"
+    r"|mesa de ayuda))\b"
     r"|\b(?:su|sus|el|los) horarios? de (?:ustedes|atencion)\b"
-    r"|\ba que hora (?:abren|cierran|atienden|contestan|estan)\b"
-    r"|\bhasta que hora (?:abren|atienden|contestan)\b"
+    r"|\ba que hora (?:abren|cierran|atienden|contestan)\b"
+    r"|\bhasta que hora (?:abren|atienden|contestan|estan)\b"
     r"|\b(?:estan|estaran) (?:abiertos|cerrados|atendiendo)\b"
-    r"|\b(?:abren|cierran|atienden) (?:hoy|manana|el|los|en|ahora|este|esta)\b|\bcuando abren\b"
+    r"|\b(?:abren|cierran|atienden) (?:hoy|manana|ahora|temprano|tarde|los sabados|los domingos)\b"
+    r"|\bcuando abren\b"
     r"|几点(?:开门|关门|上班|下班|开|关)|什么时候(?:开门|开|上班)|(?:开门|关门|营业|上班)(?:吗|时间)"
     r"|营业时间|办公时间|开放时间|服务时间|今天开吗|有没有开|有冇开"
 )
@@ -46,23 +48,28 @@ _HOURS = re.compile(
 # beside other words, "hours" is as often a training's hours, and 关门 a center closing down.
 _HOURS_ALONE = re.compile(r"^(?:hours|office hours|horarios?|abiertos?|几点|有人吗|营业|开门)$")
 
-
 # An errand asked for outright: "can you send me", "please take me off", "quiero retirarme", "帮我退掉".
 _DO_IT = re.compile(
-    r"\b(?:can|could|would|will) you (?:please )?(?:\w+ )?(?:send|email|e mail|mail|give|take"
-    r"|remove|withdraw|"
-    r"drop|cancel|file|submit|start|help me (?:withdraw|file|submit|appeal|cancel|drop|get)|do)\b"
+    r"\b(?:can|could|would|will) you (?:please )?(?:\w+ )?(?:send|email|e mail|mail|give|remove|withdraw|drop"
+    r"|cancel|file|submit|start|help me (?:withdraw|file|submit|appeal|cancel|drop|get))\b"
     r"|\bplease (?:send|email|take|remove|withdraw|drop|cancel|file|submit|start)\b"
     r"|\b(?:send|email|e mail|mail) (?:me|it to me)\b|\btake me off\b|\bremove me\b|\bunenroll me\b"
-    r"|\bwithdraw me\b|\bdrop me\b|\bi (?:want|would like|d like|wanna|need) to (?:withdraw|drop|unenroll|"
-    r"file|submit|appeal|request an? (?:audit|review))\b|\bfor me\b"
-    r"|\b(?:me )?(?:puede|podria|pueden|podrian|puedes) (?:\w+ )?(?:mandar|enviar|sacar|retirar|dar de baja|"
-    r"quitar|cancelar|presentar|mandarme|enviarme|sacarme|retirarme"
+    r"|\bwithdraw me\b|\bdrop me\b"
+    r"|\bi (?:want|would like|d like|wanna) to (?:withdraw|drop|unenroll|file|submit|appeal"
+    r"|request an? (?:audit|review))\b"
+    r"|\b(?:me )?(?:puede|podria|pueden|podrian|puedes) (?:\w+ )?(?:mandar|enviar|sacar|retirar|dar de baja"
+    r"|quitar|cancelar|presentar|mandarme|enviarme|sacarme|retirarme"
     r"|ayudar a (?:retirarme|apelar|presentar))\b"
-    r"|\b(?:mandame|mandeme|enviame|envieme|sacame|saqueme|retireme|retirame|quiteme|quitame|"
-    r"dame de baja|deme de baja)\b|\bquiero (?:retirarme|darme de baja|apelar|presentar|solicitar"
+    r"|\b(?:mandame|mandeme|enviame|envieme|sacame|saqueme|retireme|retirame|quiteme|quitame"
+    r"|dame de baja|deme de baja)\b|\bquiero (?:retirarme|darme de baja|apelar|presentar|solicitar"
     r"|cancelar mi)\b"
     r"|帮我|替我|给我发|发给我|寄给我|我要申诉|我要退|我想退|我要取消|请帮|麻烦你"
+)
+# A question about an errand is not a request to do it: "do I need to file an appeal?", "¿cómo apelo?".
+_ASKS_HOW = re.compile(
+    r"^(?:do|does|did|what|why|how|when|where|which|who|is|are|should|can i|could i|may i|am i|will i)\b"
+    r"|^(?:como|cuando|que|donde|porque|cual|cuanto|puedo|debo|tengo que|hay|necesito saber)\b"
+    r"|^(?:怎么|如何|什么|为什么|哪|是否|多久|几时|什么时候)"
 )
 
 
@@ -78,7 +85,7 @@ def asks_about_hours(message: Message) -> bool:
 
 def asks_to_do(message: Message) -> bool:
     """Whether the member asks the assistant to do something, not how to do it themselves."""
-    return bool(_DO_IT.search(message.normalized))
+    return bool(_DO_IT.search(message.normalized)) and not _ASKS_HOW.match(message.normalized)
 
 
 # At the code step: "I didn't get the code", "send it again", "no me llegó", "没收到验证码".

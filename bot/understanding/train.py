@@ -35,8 +35,12 @@ FOLDS = 5
 SEED = 0
 # what a wrong confident answer costs against a question asked back about or declined
 WRONG_ANSWER_COST = 4.0
-# the sources whose change changes the features, hence the model
-_FEATURE_SOURCES = (Path(features_module.__file__), Path(features_module.__file__).parent.parent / "text.py")
+# the sources whose change changes the model: the features, the normalization, and training itself
+_FEATURE_SOURCES = (
+    Path(features_module.__file__),
+    Path(features_module.__file__).parent.parent / "text.py",
+    Path(__file__),
+)
 
 
 class TrainingError(ValueError):
@@ -83,6 +87,38 @@ def file_examples(paths: Sequence[Path], registry: str, topics: Iterable[str]) -
                 raise TrainingError(f"{path}:{number}: unknown topic {topic!r} for {registry}")
             out.append(Example(question, lang, topic, path.name))
     return out
+
+
+def distinct(questions: Sequence[Example], own: Sequence[Example]) -> list[Example]:
+    """The questions once each (by their normalized words), without those that are an article's own
+    phrases: a twin in another fold would make the cross-validated thresholds look better than they are."""
+    seen = {question_key(example.text) for example in own}
+    out = []
+    for example in questions:
+        key = question_key(example.text)
+        if key not in seen:
+            seen.add(key)
+            out.append(example)
+    return out
+
+
+def question_key(question: str) -> str:
+    """A question's normalized words: two questions with the same key are the same question."""
+    return " ".join(text.words(question))
+
+
+def trained_on(knowledge: KnowledgeBase, training: Sequence[Path]) -> dict[str, set[str]]:
+    """Per registry, the keys of every question and article phrase the models learn from."""
+    return {
+        registry: {
+            question_key(example.text)
+            for example in [
+                *knowledge_examples(knowledge, registry),
+                *file_examples(training, registry, knowledge.topics(registry)),
+            ]
+        }
+        for registry in knowledge.registries()
+    }
 
 
 def refuse_evaluation_files(training: Sequence[Path], evaluation: Sequence[Path]) -> None:
@@ -242,7 +278,7 @@ def train(
 ) -> dict[str, npt.NDArray[Any]]:
     """Train the model of ``registry`` and return its arrays (write them with ``save``)."""
     own = knowledge_examples(knowledge, registry)
-    questions = file_examples(training, registry, knowledge.topics(registry))
+    questions = distinct(file_examples(training, registry, knowledge.topics(registry)), own)
     classes = sorted({example.topic for example in [*own, *questions]} | {OUT_OF_SCOPE})
     if questions and any(example.topic == OUT_OF_SCOPE for example in questions):
         probabilities = out_of_fold(own, questions)
