@@ -65,7 +65,7 @@ class Router:
         turn.unanswered = state.pop("question", None)  # only the turn right after it may hand it on
         active = self._active_flow(state)
         payload = turn.inbound.payload
-        if payload is None and not self._takes_control(message):
+        if payload is None and state.get("shown") and not self._takes_control(message):
             payload = self._typed_press(state, message)
         if payload:
             return replies + await self._payload(turn, state, payload)

@@ -131,6 +131,7 @@ def language_choice(message: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def match_intent(message: str) -> str | None:
     """The intent a whole (short) message expresses, or None."""
     normalized = text.normalize(message)
