@@ -87,11 +87,16 @@ async def verify(
         await chatter.say(start)
     await chatter.say(registry_id)
     await chatter.say(email)
+    return await chatter.say(await emailed_code(sessionmaker, email))
+
+
+async def emailed_code(sessionmaker: Any, email: str) -> str:
+    """The verification code in the newest e-mail to ``email``."""
     mail = await latest_mail(sessionmaker, email)
     assert mail is not None, "no code was e-mailed"
     code = re.search(r"\b(\d{6})\b", mail.body)
     assert code is not None
-    return await chatter.say(code.group(1))
+    return code.group(1)
 
 
 async def count_rows(app: App, model: type, *where: Any, **equal: Any) -> int:

@@ -8,12 +8,9 @@ from pathlib import Path
 from bot.understanding.model import TopicModel
 
 
-def models_dir(content_dir: Path) -> Path:
-    return content_dir / "models"
-
-
 def model_path(content_dir: Path, registry: str) -> Path:
-    return models_dir(content_dir) / f"{registry}.npz"
+    """The shipped model of ``registry`` (``models/<registry>.npz``)."""
+    return content_dir / "models" / f"{registry}.npz"
 
 
 def training_files(content_dir: Path) -> list[Path]:
