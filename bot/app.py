@@ -48,7 +48,12 @@ class App:
         cls, settings: Settings, *, registry: str | None = None, clock: Callable[[], datetime] = utcnow
     ) -> App:
         profile = load_profile(registry or settings.registry, settings)
-        database = make_engine(settings.database_url, schema=settings.database_schema)
+        database = make_engine(
+            settings.database_url,
+            schema=settings.database_schema,
+            statement_timeout=settings.database_statement_timeout,
+            lock_timeout=settings.database_lock_timeout,
+        )
         sessionmaker = make_sessionmaker(database)
         knowledge = load_knowledge(settings.content_dir / "knowledge")
         models = load_models(settings.content_dir, (profile.key,))

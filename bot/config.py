@@ -54,6 +54,20 @@ class Settings(BaseSettings):
     abandoned_upload_days: int = 2  # documents of a request that was never filed
     # Messages one chat user may send per minute; a flood gets one polite answer, the rest are dropped.
     rate_limit_per_minute: int = 30
+    # Messages all web visitors from one client address may send per minute together (counted in the
+    # database, so every process shares the count); 0 turns it off.
+    client_rate_limit_per_minute: int = 30
+    # Hand-offs to a person that one client address may ask for in an hour (a new web visitor is free).
+    client_handoffs_per_hour: int = 5
+    # A turn that cannot finish in this many seconds (a stalled database) gets the apology with the help
+    # desk's phone number, and its message is delivered again later. PostgreSQL also ends a statement
+    # after database_statement_timeout seconds and a wait for a lock after database_lock_timeout.
+    turn_timeout: float = 10.0
+    database_statement_timeout: float = 5.0
+    database_lock_timeout: float = 3.0
+    # `/metrics` answers only requests with "Authorization: Bearer <token>" when set; with no token it
+    # answers only requests from the machine itself (the port is public for the Telegram webhook).
+    metrics_token: SecretStr | None = None
     # `registry-bot serve`: with no channel tokens it serves the web chat alone.
     host: str = "127.0.0.1"
     port: int = 8080

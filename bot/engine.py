@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 import weakref
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
@@ -28,9 +30,10 @@ from bot.i18n import resolve_locale
 from bot.intents import Understander
 from bot.knowledge import KnowledgeBase
 from bot.language import detect_language, language_evidence
-from bot.messages import Inbound, Reply
+from bot.messages import Inbound, Reply, replies_from_json, replies_to_json
 from bot.metrics import Metrics
 from bot.registry import repo
+from bot.registry.session import unavailable
 from bot.render import render
 from bot.router import Router
 from bot.turn import Turn
@@ -42,11 +45,29 @@ logger = logging.getLogger(__name__)
 MAX_TEXT = 4000  # longer messages are cut before matching and storing
 RATE_WINDOW = timedelta(minutes=1)
 MAX_TRACKED_USERS = 10_000
-MAX_WAITING = 1_000  # messages kept while the database is away
 LOOKUP_TIMEOUT = 1.0  # seconds for a channel's side question (which language); without it, a default
-RETRY_FIRST, RETRY_MAX = 1.0, 60.0  # seconds between retries while the database is away
+RETRY_AFTER = 30.0  # seconds: when a channel should offer a message that could not be stored again
 # The database (or the network to it) is away; programming errors are not caught here.
 DATABASE_ERRORS = (OperationalError, InterfaceError, OSError, TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnResult:
+    """What a turn gave: the replies, the conversation's language afterwards, and whether the message had
+    been handled before (its first replies are given again: the member may never have seen them)."""
+
+    replies: list[Reply]
+    lang: str
+    duplicate: bool = False
+
+
+class NotStored(Exception):
+    """The message could not be stored (the database is away or stalled). The channel must not confirm it
+    to its platform, so that it is delivered again; ``replies`` is the apology to show meanwhile."""
+
+    def __init__(self, replies: list[Reply], lang: str, retry_after: float = RETRY_AFTER) -> None:
+        super().__init__("message not stored")
+        self.replies, self.lang, self.retry_after = replies, lang, retry_after
 
 
 def utcnow() -> datetime:
@@ -90,36 +111,47 @@ class Engine:
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
-        #: delivers replies outside a turn: (channel, chat user id, replies); set by ``serve``
-        self.deliver_later: Callable[[str, str, list[Reply]], Awaitable[bool]] | None = None
-        self._recent: dict[tuple[str, str], deque[datetime]] = {}
-        self._waiting: deque[Inbound] = deque(maxlen=MAX_WAITING)
-        self._retrying: asyncio.Task[None] | None = None
+        #: per chat user, the delivery ids of the last minute and when they came (a delivery again is not
+        #: counted twice: a platform offering a message again after an outage is no flood)
+        self._recent: dict[tuple[str, str], OrderedDict[str, datetime]] = {}
         self._events: asyncio.Queue[tuple[str, int]] = asyncio.Queue()  # for the listeners, in order
         self._notifier: asyncio.Task[None] | None = None
 
     async def handle(self, inbound: Inbound) -> list[Reply]:
-        """Handle one message; a delivery id seen before returns no replies and changes nothing.
+        """Handle one message and return its replies (see ``turn``)."""
+        return (await self.turn(inbound)).replies
 
-        A flood from one chat user gets one polite answer and the rest is dropped. When the database is
-        unreachable the member gets an apology with the help desk's phone number, and the message is kept
-        and handled once the database is back (its replies then go out through ``deliver_later``).
+    async def turn(self, inbound: Inbound) -> TurnResult:
+        """Handle one message. A delivery id seen before changes nothing and gets its first replies again.
+
+        A flood from one chat user, or from one client address, gets one polite answer and the rest is
+        dropped. When the database is away or the turn cannot finish within ``turn_timeout``, nothing is
+        written and ``NotStored`` carries an apology with the help desk's phone number: the channel asks its
+        platform (or the page) to deliver the message again.
         """
-        pace = self._pace(inbound)
-        if pace != "ok":
-            self._count(inbound.channel, "rate_limited", 0.0)
-            return [Reply(self._render_early(inbound, "rate_limited"))] if pace == "warn" else []
+        inbound = inbound.storable()
         try:
-            return await self._serialized(inbound)
-        except DATABASE_ERRORS as error:
-            logger.warning("database unavailable (%s); message kept for a retry", type(error).__name__)
+            async with asyncio.timeout(self.settings.turn_timeout):
+                pace = self._pace(inbound)
+                if pace == "ok" and inbound.client:
+                    pace = await self._client_pace(inbound)
+                if pace != "ok":
+                    self._count(inbound.channel, "rate_limited", 0.0)
+                    lang = self._early_language(inbound)
+                    replies = [Reply(self._render_early(lang, "rate_limited"))] if pace == "warn" else []
+                    return TurnResult(replies, lang)
+                return await self._serialized(inbound)
+        except Exception as error:
+            if not unavailable(error):
+                raise
+            logger.warning(
+                "database unavailable (%s); the message is to be delivered again", type(error).__name__
+            )
             self._count(inbound.channel, "database_down", 0.0)
             if self.metrics is not None:
                 self.metrics.errors.labels(kind="database").inc()
-            self._waiting.append(inbound)
-            if self._retrying is None or self._retrying.done():
-                self._retrying = asyncio.create_task(self._retry_waiting())
-            return [Reply(self._render_early(inbound, "database_down"))]
+            lang = self._early_language(inbound)
+            raise NotStored([Reply(self._render_early(lang, "database_down"))], lang) from None
 
     async def conversation_language(self, channel: str, user_id: str) -> str | None:
         """The language of this chat user's conversation, for what a channel says on its own (a refused
@@ -130,7 +162,7 @@ class Engine:
         except (*DATABASE_ERRORS, SQLAlchemyError):  # also a pool that has no connection to spare
             return None
 
-    async def _serialized(self, inbound: Inbound) -> list[Reply]:
+    async def _serialized(self, inbound: Inbound) -> TurnResult:
         key = (inbound.channel, inbound.user_id)
         lock = self._locks.get(key)
         if lock is None:
@@ -145,22 +177,41 @@ class Engine:
             return "ok"
         now = self.clock()
         if len(self._recent) > MAX_TRACKED_USERS:  # forget quiet users
-            self._recent = {k: v for k, v in self._recent.items() if v and now - v[-1] < RATE_WINDOW}
-        sent = self._recent.setdefault((inbound.channel, inbound.user_id), deque())
-        while sent and now - sent[0] >= RATE_WINDOW:
-            sent.popleft()
-        sent.append(now)
+            self._recent = {
+                k: v for k, v in self._recent.items() if v and now - next(reversed(v.values())) < RATE_WINDOW
+            }
+        sent = self._recent.setdefault((inbound.channel, inbound.user_id), OrderedDict())
+        while sent and now - next(iter(sent.values())) >= RATE_WINDOW:
+            sent.popitem(last=False)
+        if inbound.delivery_id in sent:
+            return "ok"
+        sent[inbound.delivery_id] = now
         if len(sent) <= limit:
             return "ok"
         return "warn" if len(sent) == limit + 1 else "drop"
 
-    def _render_early(self, inbound: Inbound, template: str) -> str:
-        """A reply given before the conversation is loaded: in the best language known without it."""
-        lang = (
-            resolve_locale(inbound.language_hint)
-            or detect_language(inbound.text, self.knowledge)
+    async def _client_pace(self, inbound: Inbound) -> str:
+        """Like ``_pace``, for every chat from one client address together, counted in the database."""
+        limit = self.settings.client_rate_limit_per_minute
+        if limit <= 0 or not inbound.client:
+            return "ok"
+        key = "client:" + hashlib.sha256(inbound.client.encode()).hexdigest()[:40]
+        async with self.database.begin() as connection:
+            hits, _ = await repo.count_hit(connection, key=key, window=RATE_WINDOW, now=self.clock())
+        if hits <= limit:
+            return "ok"
+        return "warn" if hits == limit + 1 else "drop"
+
+    def _early_language(self, inbound: Inbound) -> str:
+        """The best language known before the conversation is loaded."""
+        return (
+            detect_language(inbound.text, self.knowledge)  # the words themselves, else the platform's hint
+            or resolve_locale(inbound.language_hint)
             or self.profile.default_language
         )
+
+    def _render_early(self, lang: str, template: str) -> str:
+        """A reply given before the conversation is loaded."""
         return render(
             template,
             lang,
@@ -169,52 +220,37 @@ class Engine:
             registry_name=self.profile.display_name(lang),
         )
 
-    async def _retry_waiting(self) -> None:
-        """Handle the messages kept while the database was away, oldest first, backing off meanwhile."""
-        delay = RETRY_FIRST
-        while self._waiting:
-            await asyncio.sleep(delay)
-            inbound = self._waiting[0]
-            try:
-                replies = await self._serialized(inbound)
-            except DATABASE_ERRORS:
-                delay = min(delay * 2, RETRY_MAX)
-                continue
-            self._waiting.popleft()
-            delay = RETRY_FIRST
-            if replies and self.deliver_later is not None:
-                try:
-                    await self.deliver_later(inbound.channel, inbound.user_id, replies)
-                except Exception:  # the replies are in the transcript; the member sees them on return
-                    logger.exception("could not deliver the replies of a retried message")
-
     async def close(self) -> None:
-        """Stop retrying (messages still waiting are redelivered by the platforms or asked again) and
-        stop telling listeners (``settle`` first to let them hear what is queued)."""
+        """Stop telling listeners (``settle`` first to let them hear what is queued; what is left is posted
+        by the next process, see the Slack channel's catch-up)."""
         if self._events.qsize():
             logger.warning("%d notifications for staff dropped at shutdown", self._events.qsize())
-        for task in (self._retrying, self._notifier):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._notifier is not None:
+            self._notifier.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._notifier
 
     def _count(self, channel: str, outcome: str, seconds: float) -> None:
         if self.metrics is not None:
             self.metrics.turn(channel, outcome, seconds)
 
-    async def _handle(self, inbound: Inbound) -> list[Reply]:
+    async def _handle(self, inbound: Inbound) -> TurnResult:
         started = time.perf_counter()
         now = self.clock()
         text = inbound.text[:MAX_TEXT]
         # Core statements on one connection; flows that need the ORM get a session in the same transaction
         async with self.database.begin() as connection:
-            if not await repo.claim_delivery(
-                connection, channel=inbound.channel, delivery_id=inbound.delivery_id, now=now
-            ):
-                logger.info("duplicate delivery ignored", extra={"channel": inbound.channel})
+            delivery = {"channel": inbound.channel, "delivery_id": inbound.delivery_id}
+            if not await repo.claim_delivery(connection, **delivery, now=now):
+                logger.info("duplicate delivery: its replies given again", extra={"channel": inbound.channel})
                 self._count(inbound.channel, "duplicate", time.perf_counter() - started)
-                return []
+                kept = await repo.stored_replies(connection, **delivery)
+                lang = await repo.conversation_language(
+                    connection, channel=inbound.channel, user_id=inbound.user_id
+                )
+                return TurnResult(
+                    replies_from_json(kept) if kept else [], lang or self.profile.default_language, True
+                )
             initial = resolve_locale(inbound.language_hint) or self.profile.default_language
             conversation, member = await repo.load_conversation(
                 connection,
@@ -273,6 +309,7 @@ class Engine:
             state["lang"], state["lang_explicit"] = turn.lang, turn.lang_explicit
             transcript.extend(("out", reply.text) for reply in replies)
             await turn.flush()
+            await repo.keep_replies(connection, **delivery, replies=replies_to_json(replies))
             await repo.add_transcript(
                 connection, conversation_id=conversation.id, entries=transcript, now=now
             )
@@ -292,7 +329,7 @@ class Engine:
                 },
             )
         self._notify(turn.events)
-        return replies
+        return TurnResult(replies, turn.lang)
 
     # -- telling staff ------------------------------------------------------------------------------------
 

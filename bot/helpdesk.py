@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 #: delivers replies to a member's chat: (channel, chat user id, replies) -> whether it was delivered
 Push = Callable[[str, str, list[Reply]], Awaitable[bool]]
 RATINGS = (1, 2, 3, 4, 5)
+MAX_STATS_DAYS = 3650  # staff statistics look back at most ten years
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,17 @@ class RequestCard:
     due_at: datetime
     documents: tuple[str, ...]
     audit_reference: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    """What staff see of a member on a lookup: who, their requests and their chats."""
+
+    label: str
+    email: str
+    role: str
+    requests: tuple[tuple[str, str, datetime], ...]  # (reference, status, decision due)
+    chats: tuple[tuple[str, datetime], ...]  # (channel, last active)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,9 +244,19 @@ class HelpDesk:
             return Outcome(False, "That escalation is already resolved.")
         return Outcome(False, f"<@{escalation.claimed_by}> already has it.")
 
-    async def reply(self, escalation_id: int, staff_name: str, text: str) -> Outcome:
-        """Send a staff member's words to the member, marked as coming from the help desk."""
+    async def reply(
+        self, escalation_id: int, staff_name: str, text: str, *, delivery: tuple[str, str] | None = None
+    ) -> Outcome:
+        """Send a staff member's words to the member, marked as coming from the help desk.
+
+        ``delivery`` (source, id) is claimed in the same transaction as the stored reply: a redelivery
+        changes nothing, and a reply that could not be stored leaves the delivery unclaimed, to retry.
+        """
         async with self.sessionmaker() as session, session.begin():
+            if delivery is not None and not await repo.claim_delivery(
+                session, channel=delivery[0], delivery_id=delivery[1], now=self.clock()
+            ):
+                return Outcome(True, "Already sent to the member.")
             escalation = await repo.escalation_by_id(session, escalation_id)
             if escalation is None or escalation.status == "resolved":
                 return Outcome(False, "This escalation is closed: the member did not get that message.")
@@ -365,30 +387,32 @@ class HelpDesk:
 
     # -- staff commands -----------------------------------------------------------------------------------
 
-    async def lookup(self, registry_id: str) -> str:
-        """A member's open requests and recent conversations, as staff-facing text."""
+    async def lookup(self, registry_id: str) -> MemberRecord | None:
+        """A member's requests and chats, for staff; None when no member has ``registry_id``."""
         async with self.sessionmaker() as session:
             member = await repo.member_by_registry_id(
                 session, registry=self.profile.key, registry_id=registry_id
             )
             if member is None:
-                return f"No member with Registry ID {registry_id}."
-            lines = [f"*{member_label(member)}* · {member.email} · {member.role}"]
-            for audit in await repo.audit_requests_of(session, member_id=member.id):
-                lines.append(f"• {audit.reference}: {audit.status} (due {audit.due_at:%Y-%m-%d})")
-            for appeal in await repo.appeals_of(session, member_id=member.id):
-                lines.append(f"• {appeal.reference}: {appeal.status} (due {appeal.due_at:%Y-%m-%d})")
+                return None
+            rows: list[AuditRequest | Appeal] = [
+                *await repo.audit_requests_of(session, member_id=member.id),
+                *await repo.appeals_of(session, member_id=member.id),
+            ]
+            requests = tuple((row.reference, row.status, row.due_at) for row in rows)
+            chats = []
             for link in await repo.chats_of_member(session, member_id=member.id):
                 conversation = await repo.conversation_of_chat(
                     session, channel=link.channel, user_id=link.user_id
                 )
                 if conversation is not None:
-                    lines.append(
-                        f"• chat on {link.channel}, last active {conversation.updated_at:%Y-%m-%d %H:%M}"
-                    )
-            return "\n".join(lines)
+                    chats.append((link.channel, conversation.updated_at))
+            return MemberRecord(member_label(member), member.email, member.role, requests, tuple(chats))
 
     async def stats(self, days: int = 7) -> Stats:
+        """Conversations, hand-offs, ratings and unanswered questions of the last ``days`` days."""
+        if not 1 <= days <= MAX_STATS_DAYS:
+            raise ValueError(f"days must be from 1 to {MAX_STATS_DAYS}")
         since = self.clock() - timedelta(days=days)
         async with self.sessionmaker() as session:
             conversations = await _count(session, Conversation, Conversation.updated_at >= since)
@@ -444,4 +468,12 @@ async def _count(session: AsyncSession, model: type[Conversation | Escalation], 
     return int((await session.execute(query)).scalar_one())
 
 
-__all__: Sequence[str] = ("EscalationCard", "HelpDesk", "Outcome", "Push", "RequestCard", "Stats")
+__all__: Sequence[str] = (
+    "EscalationCard",
+    "HelpDesk",
+    "MemberRecord",
+    "Outcome",
+    "Push",
+    "RequestCard",
+    "Stats",
+)

@@ -15,16 +15,15 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import text
-
 from bot.app import App
 from bot.mail import OutboxSender
 from bot.messages import Reply
+from bot.registry import repo
 
 logger = logging.getLogger(__name__)
 
 SETTLE_TIMEOUT = 10.0  # seconds to finish telling staff at shutdown
-HEALTH_TIMEOUT = 3.0  # seconds; a database that does not answer a SELECT 1 in this time counts as down
+HEALTH_TIMEOUT = 3.0  # seconds; a database that cannot do what a turn does in this time is not well
 
 
 @runtime_checkable
@@ -59,7 +58,6 @@ def connect(app: App, channels: Sequence[Channel]) -> None:
         return bool(await deliver(user_id, replies)) if deliver is not None else False
 
     app.helpdesk.push = push
-    app.engine.deliver_later = push  # replies to messages kept while the database was away
     for channel in channels:
         listener = getattr(channel, "on_event", None)
         if listener is not None:
@@ -117,27 +115,38 @@ class Services:
                 await self._outbox
             self._outbox = None
 
-    async def database_reachable(self, *, timeout: float = HEALTH_TIMEOUT) -> bool:
-        """Whether the database answers ``SELECT 1`` within ``timeout`` seconds."""
+    async def database_state(self, *, timeout: float = HEALTH_TIMEOUT) -> str:
+        """``ok``; ``stalled`` when the database is reached but cannot do what a turn does within
+        ``timeout`` seconds (a held lock, an overloaded server); ``unreachable`` otherwise."""
+        connected = False
 
         async def probe() -> None:
+            nonlocal connected
             async with self.app.database.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+                connected = True
+                transaction = await connection.begin()
+                try:
+                    await repo.probe_writes(connection, now=self.app.engine.clock())
+                finally:
+                    await transaction.rollback()
 
         try:
             await asyncio.wait_for(probe(), timeout)
-        except Exception as exc:  # any failure to answer means "down"; the reason is for the operator
-            logger.warning("health check: database unreachable (%s)", type(exc).__name__)
-            return False
-        return True
+        except Exception as exc:  # any failure to answer in time counts; the reason is for the operator
+            state = "stalled" if connected else "unreachable"
+            logger.warning("health check: database %s (%s)", state, type(exc).__name__)
+            return state
+        return "ok"
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
         """(database up, report): the report names the database's and each channel's state.
 
-        The process is unavailable when the database is down; a channel that is not healthy makes it
-        ``degraded`` (the others still work).
+        The process is ``unavailable`` when the database cannot be reached and ``degraded`` when it stalls
+        (both answer 503: members cannot be answered); a channel that is not healthy also makes it
+        ``degraded`` (200: the others still work).
         """
-        database = await self.database_reachable()
+        state = await self.database_state()
+        database = state == "ok"
         channels: dict[str, str] = {}
         for channel in self.channels:
             try:
@@ -146,15 +155,15 @@ class Services:
                 logger.exception("channel %s health check failed", channel.name)
                 healthy = False
             channels[channel.name] = "ok" if healthy else "unhealthy"
-        if not database:
+        if state == "unreachable":
             status = "unavailable"
-        elif all(state == "ok" for state in channels.values()):
+        elif database and all(health == "ok" for health in channels.values()):
             status = "ok"
         else:
             status = "degraded"
         report = {
             "status": status,
-            "database": "ok" if database else "unreachable",
+            "database": state,
             "channels": channels,
             "outbox_delivery": "running" if self._outbox is not None and not self._outbox.done() else "off",
         }

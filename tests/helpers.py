@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select
@@ -11,6 +14,7 @@ from sqlalchemy import func, select
 from bot.app import App
 from bot.engine import Engine
 from bot.messages import Inbound, Reply
+from bot.registry.session import make_engine
 
 _deliveries = itertools.count(1)
 T = TypeVar("T")
@@ -118,3 +122,21 @@ async def one(app: App, model: type[T], *where: Any) -> T:
     """The one row of ``model`` matching the ``where`` clauses (fails unless there is exactly one)."""
     (row,) = await rows(app, model, *where)
     return row
+
+
+@contextlib.asynccontextmanager
+async def database_away(app: App, tmp_path: Path) -> AsyncIterator[None]:
+    """The engine's database cannot be reached inside the block (a wrong address), and is back after."""
+    url = str(app.database.url)
+    unreachable = (
+        f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'registry.db'}"
+        if url.startswith("sqlite")
+        else "postgresql+asyncpg://postgres@127.0.0.1:9/test"  # nothing listens on the discard port
+    )
+    working, broken = app.engine.database, make_engine(unreachable)
+    app.engine.database = broken
+    try:
+        yield
+    finally:
+        app.engine.database = working
+        await broken.dispose()

@@ -22,14 +22,20 @@ async def test_answers_a_question_with_the_article_and_its_source(app: App) -> N
     assert await count_rows(app, TranscriptEntry) == 2
 
 
-async def test_duplicate_delivery_is_ignored(app: App) -> None:
+async def test_a_duplicate_delivery_changes_nothing_and_gets_its_first_replies_again(app: App) -> None:
     member = Chatter(app.engine)
-    first = await member.say("I forgot my password", delivery_id="same-id")
-    assert "Forgot Password" in first
-    again = await member.say("I forgot my password", delivery_id="same-id")
-    assert again == "" and member.last == []
-    assert await count_rows(app, TranscriptEntry) == 2
-    assert await count_rows(app, ProcessedUpdate) == 1
+    await member.say("/language")
+    first = await member.press("Español")  # buttons too: the replay is the reply as first given
+    given = member.last
+    again = await member.say(payload="lang:es", delivery_id="never-the-same")  # a new press: handled
+    assert "español" in first and "español" in again
+    repeat = await app.engine.turn(member.inbound(payload="lang:es", delivery_id="same-id"))
+    replay = await app.engine.turn(member.inbound("I forgot my password", delivery_id="same-id"))
+    assert replay.duplicate and not repeat.duplicate
+    assert replay.replies == repeat.replies and replay.lang == "es"  # the platform never said it arrived
+    assert given[0].text == repeat.replies[0].text
+    assert await count_rows(app, TranscriptEntry) == 8  # four turns before the replay, none for it
+    assert await count_rows(app, ProcessedUpdate) == 4
 
 
 async def test_language_and_flow_step_survive_a_new_engine(make_app: Callable[..., App], app: App) -> None:

@@ -89,7 +89,9 @@ class Desk:
             urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
         )
 
-    async def submit_denial(self, user: str, metadata: str, reason: str) -> httpx.Response:
+    async def submit_denial(self, user: str, metadata: str, reason: str | None) -> httpx.Response:
+        """Submit the deny modal (``reason`` None: a view without its state)."""
+        state = {"values": {"reason": {"text": {"type": "plain_text_input", "value": reason}}}}
         payload = {
             "type": "view_submission",
             "team": {"id": TEAM},
@@ -101,7 +103,7 @@ class Desk:
                 "type": "modal",
                 "callback_id": "deny_reason",
                 "private_metadata": metadata,
-                "state": {"values": {"reason": {"text": {"type": "plain_text_input", "value": reason}}}},
+                **({"state": state} if reason is not None else {}),
             },
         }
         return await self.post(
@@ -539,3 +541,363 @@ async def test_the_summary_is_posted_once_when_the_help_desk_opens_even_by_two_p
         await twin.stop()
     summaries = [c for c in desk.slack.called("chat.postMessage") if c.text.startswith("Good morning")]
     assert len(summaries) == 1 and "Is my certificate ready?" in summaries[0].text
+
+
+# -- a member's words, staff input and Slack's limits -------------------------------------------------------
+
+PING = "<!channel> urgent & <@U0ADMIN> <https://evil.example|click here>"
+
+
+def assert_no_ping(text: str) -> None:
+    """Slack shows ``text`` as words: nothing in it notifies a channel or a person, or links anywhere."""
+    assert "<!channel>" not in text and "<@U0ADMIN>" not in text and "<https://" not in text, text
+    assert "&lt;!channel&gt;" in text, text
+
+
+async def test_a_members_words_cannot_ping_anyone_in_slack(desk: Desk, clock: Any) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import update
+
+    from bot.registry.models import Member
+
+    clock.now = datetime(2026, 11, 20, 19, 0, tzinfo=ZoneInfo("America/Los_Angeles"))  # after hours
+    member = Chatter(desk.app.engine, "pinger")
+    await member.say("talk to a person")
+    await member.say(PING)
+    (card,) = desk.slack.called("chat.postMessage")
+    assert_no_ping(card.text)  # the notification's own text, shown in the banner
+    assert_no_ping(json.dumps(card.blocks))
+    await member.say(f"{PING} again")  # relayed to the thread
+    assert_no_ping(desk.slack.called("chat.postMessage")[-1].text)
+
+    assert await desk.channel.morning_summary(since=clock.now.replace(hour=0))
+    assert_no_ping(desk.slack.called("chat.postMessage")[-1].text)
+    await desk.command(STAFF, "queue")
+    assert_no_ping(desk.slack.called("respond")[-1].text)
+    async with desk.app.sessionmaker() as session, session.begin():
+        await session.execute(update(Member).where(Member.registry_id == WEI[0]).values(last_name=PING[:100]))
+    await desk.command(STAFF, f"lookup {WEI[0]}")
+    assert_no_ping(desk.slack.called("respond")[-1].text)
+
+
+def _longest_escalation(status: str, claimed_by: str | None) -> Any:
+    from datetime import datetime
+
+    from bot.helpdesk import EscalationCard
+
+    words = ("<&>" * 1400)[:4000]  # escaping makes a member's text up to 5 times longer
+    return EscalationCard(
+        id=2**31 - 1,
+        member=f"{'&' * 100} {'<' * 100} ({'9' * 32})",
+        language="zh_Hans",
+        registry="ca",
+        question=words,
+        after_hours=True,
+        status=status,
+        claimed_by=claimed_by,
+        created_at=datetime(2026, 11, 23),
+        transcript=tuple(("member", words) for _ in range(8)),
+    )
+
+
+def _longest_request(kind: str, status: str) -> Any:
+    from datetime import datetime
+
+    from bot.helpdesk import RequestCard
+
+    return RequestCard(
+        id=2**31 - 1,
+        kind=kind,
+        reference="AUD-" + "9" * 28,
+        member=f"{'&' * 100} {'>' * 100} ({'9' * 32})",
+        status=status,
+        text=("&<" * 2000)[:4000],
+        due_at=datetime(2026, 12, 21),
+        documents=tuple(f"{n}_" + "<&>" * 83 + ".pdf" for n in range(10)),  # 10 names of 255 characters
+        audit_reference="AUD-" + "9" * 28,
+    )
+
+
+def _assert_valid(blocks: list[dict[str, Any]]) -> None:
+    """As the brief of Block Kit asks: slack_sdk's models accept every block, and there are at most 50."""
+    from slack_sdk.models.blocks import Block
+
+    from tests.fakes.slack_api import block_kit_errors
+
+    assert len(blocks) <= 50
+    for raw in blocks:
+        block = Block.parse(raw)
+        assert block is not None
+        block.validate_json()
+    assert block_kit_errors(blocks) == []  # and the elements of actions blocks (buttons) too
+
+
+@pytest.mark.parametrize(
+    ("status", "claimed_by"), [("open", None), ("claimed", "U" + "X" * 20), ("resolved", "USTAFF")]
+)
+def test_hand_off_cards_with_the_longest_inputs_pass_block_kit_validation(
+    status: str, claimed_by: str | None
+) -> None:
+    from bot.channels.slack import escalation_blocks
+
+    _assert_valid(escalation_blocks(_longest_escalation(status, claimed_by)))
+
+
+@pytest.mark.parametrize("kind", ["audit", "appeal"])
+@pytest.mark.parametrize("status", ["submitted", "under_review", "denied"])
+def test_request_cards_and_the_deny_modal_with_the_longest_inputs_pass_block_kit_validation(
+    kind: str, status: str
+) -> None:
+    from slack_sdk.models.views import View
+
+    from bot.channels.slack import deny_modal, request_blocks
+
+    card = _longest_request(kind, status)
+    blocks = request_blocks(card)
+    _assert_valid(blocks)
+    text = json.dumps(blocks, ensure_ascii=False)
+    assert all(f"• {n}_&lt;&amp;&gt;" in text for n in range(10))  # every document is named, escaped
+    modal = deny_modal(f"{kind}:{card.id}|C{'0' * 31}|1700000000.000100", card.reference)
+    View(**modal).validate_json()
+    _assert_valid(modal["blocks"])
+
+
+async def _add_request_with_longest_inputs(desk: Desk, kind: str) -> int:
+    """An audit request (or an appeal of the demo's audit) with the longest texts the project stores."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from bot.registry.models import Document, Member
+
+    now = desk.app.helpdesk.clock()
+    async with desk.app.sessionmaker() as session, session.begin():
+        member = (await session.execute(select(Member).where(Member.registry_id == WEI[0]))).scalar_one()
+        await session.execute(
+            update(Member).where(Member.id == member.id).values(first_name="&" * 100, last_name="<" * 100)
+        )
+        audit = (
+            await session.execute(select(AuditRequest).where(AuditRequest.reference == "AUD-DEMO-0002"))
+        ).scalar_one()
+        row: AuditRequest | Appeal
+        if kind == "audit":
+            row = AuditRequest(
+                reference="AUD-LONGEST-0001",
+                member_id=member.id,
+                category="training",
+                description=("<&>" * 1400)[:4000],
+                submitted_at=now,
+                due_at=now + timedelta(days=28),
+            )
+        else:
+            row = Appeal(
+                reference="APL-LONGEST-0001",
+                audit_request_id=audit.id,
+                member_id=member.id,
+                reason=("<&>" * 1400)[:4000],
+                submitted_at=now,
+                due_at=now + timedelta(days=28),
+            )
+        session.add(row)
+        await session.flush()
+        for n in range(10):
+            session.add(
+                Document(
+                    audit_request_id=row.id if kind == "audit" else None,
+                    appeal_id=row.id if kind == "appeal" else None,
+                    filename=f"{n}_" + "<&>" * 83 + ".pdf",
+                    content_type="application/pdf",
+                    size=5,
+                    sha256=f"{n:064d}",
+                    content=b"%PDF-",
+                    uploaded_at=now,
+                )
+            )
+        return row.id
+
+
+@pytest.mark.parametrize("kind", ["audit", "appeal"])
+async def test_a_request_with_the_longest_inputs_reaches_slack_and_can_be_denied(
+    desk: Desk, kind: str
+) -> None:
+    row_id = await _add_request_with_longest_inputs(desk, kind)
+    await desk.channel.post_request(kind, row_id)  # the fake refuses blocks Slack would refuse
+    (card,) = [c for c in desk.slack.called("chat.postMessage") if c.blocks]
+    _assert_valid(card.blocks)
+    assert json.dumps(card.blocks).count("&lt;&amp;&gt;.pdf") == 10  # each document, escaped and named
+    model = AuditRequest if kind == "audit" else Appeal
+    async with desk.app.sessionmaker() as session:
+        stored = await session.get(model, row_id)
+    assert stored is not None and stored.slack_ts and stored.slack_channel
+
+    decider = OPS if kind == "audit" else DIRECTOR
+    await desk.click(decider, "deny", f"{kind}:{row_id}", ts=stored.slack_ts, channel=stored.slack_channel)
+    (opened,) = desk.slack.called("views.open")
+    view = (
+        json.loads(opened.params["view"]) if isinstance(opened.params["view"], str) else opened.params["view"]
+    )
+    from slack_sdk.models.views import View
+
+    View(**view).validate_json()
+    assert (await desk.submit_denial(decider, view["private_metadata"], "x" * 2000)).status_code == 200
+    _assert_valid(desk.slack.called("chat.update")[-1].blocks)  # the decided card, redrawn
+    async with desk.app.sessionmaker() as session:
+        decided = await session.get(model, row_id)
+    assert decided is not None and decided.status == "denied"
+
+
+async def test_staff_input_that_does_not_parse_gets_a_polite_answer_and_changes_nothing(desk: Desk) -> None:
+    member = Chatter(desk.app.engine, "m")
+    await member.say("talk to a person")
+    await member.say("Where is my certificate?")
+    thread = str((await escalation(desk.app)).slack_ts)
+    for text, hint in [
+        ("stats 99999999999", "whole number"),
+        ("stats -3", "whole number"),
+        ("stats 0", "whole number"),
+        ("stats 7 days", "whole number"),
+        ("stats ３", "whole number"),  # a full-width digit
+        ("lookup " + "9" * 40, "Registry ID"),
+        ("lookup <!here>", "Registry ID"),
+        ("lookup", "Registry ID"),
+        ("frobnicate", "Usage"),
+    ]:
+        assert (await desk.command(STAFF, text)).status_code == 200, text
+        answer = desk.slack.called("respond")[-1]
+        assert answer.params["response_type"] == "ephemeral" and hint in answer.text, (text, answer.text)
+
+    audit = (await _audits(desk))["AUD-DEMO-0002"]
+    clicks = [
+        (STAFF, "claim", "notanint"),
+        (STAFF, "claim", "99999999999999"),
+        (STAFF, "resolve", "-1"),
+        (STAFF, "resolve", ""),
+        (OPS, "approve", "audit:notanint"),
+        (OPS, "approve", "audit:"),
+        (OPS, "approve", f"bogus:{audit.id}"),
+        (OPS, "approve", "audit:99999999999"),
+        (OPS, "deny", "audit:1.5"),
+    ]
+    for user, action, value in clicks:
+        response = await desk.click(user, action, value, ts=thread)
+        assert response.status_code == 200, (action, value)
+        notice = desk.slack.called("chat.postEphemeral")[-1]
+        assert notice.params["user"] == user and "nothing changed" in notice.text, (action, value)
+
+    for metadata, reason in [
+        ("audit:abc|CAUDIT|1700.1", "A real reason."),
+        ("garbage", "A real reason."),
+        (f"audit:{audit.id}|<!channel>|1700.1", "A real reason."),
+        (f"audit:{audit.id}|CAUDIT|1700.1", None),  # a view without its state
+        (f"audit:{audit.id}|CAUDIT|1700.1", "x" * 2001),
+    ]:
+        response = await desk.submit_denial(OPS, metadata, reason)
+        assert response.status_code == 200 and response.json()["response_action"] == "errors", metadata
+
+    assert desk.slack.called("views.open") == []
+    found = await escalation(desk.app)
+    assert (found.status, found.claimed_by) == ("open", None)
+    assert (await _audits(desk))["AUD-DEMO-0002"].status == "submitted"
+    assert desk.chats.pushed == []
+
+
+async def _audits(desk: Desk) -> dict[str, AuditRequest]:
+    async with desk.app.sessionmaker() as session:
+        return {a.reference: a for a in (await session.execute(select(AuditRequest))).scalars()}
+
+
+async def test_a_thread_reply_from_someone_not_on_the_staff_list_is_explained_to_them(
+    desk: Desk, caplog: pytest.LogCaptureFixture
+) -> None:
+    member = Chatter(desk.app.engine, "waiting")
+    await member.say("talk to a person")
+    await member.say("Where is my certificate?")
+    thread = str((await escalation(desk.app)).slack_ts)
+    reply = desk.event(
+        {
+            "type": "message",
+            "channel": "CHANDOFF",
+            "user": STRANGER,
+            "text": "I can help: my secret reply",
+            "ts": "1.9",
+            "thread_ts": thread,
+        },
+        event_id="EvStranger",
+    )
+    with caplog.at_level("INFO"):
+        assert (await desk.post(reply, "application/json")).status_code == 200
+        assert (await desk.post(reply, "application/json")).status_code == 200  # Slack's retry
+    (notice,) = desk.slack.called("chat.postEphemeral")
+    assert (notice.params["channel"], notice.params["user"], notice.params["thread_ts"]) == (
+        "CHANDOFF",
+        STRANGER,
+        thread,
+    )
+    assert "did not reach the member" in notice.text and "staff list" in notice.text
+    assert desk.chats.pushed == []  # the member still does not get it
+    logged = [r.getMessage() for r in caplog.records if r.name == "bot.channels.slack"]
+    assert any("not on the staff list" in line for line in logged)
+    assert not any("secret reply" in line or STRANGER in line for line in logged)  # no personal data
+
+
+async def test_an_event_is_acknowledged_only_once_its_effect_is_stored(desk: Desk, tmp_path: Any) -> None:
+    from sqlalchemy import func
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    from bot.registry.models import ProcessedUpdate
+    from bot.registry.session import make_engine
+
+    member = Chatter(desk.app.engine, "stored")
+    await member.say("talk to a person")
+    await member.say("Where is my certificate?")
+    thread = str((await escalation(desk.app)).slack_ts)
+    reply = desk.event(
+        {
+            "type": "message",
+            "channel": "CHANDOFF",
+            "user": STAFF,
+            "text": "Your certificate is on its way.",
+            "ts": "3.1",
+            "thread_ts": thread,
+        },
+        event_id="EvStored",
+    )
+    url = str(desk.app.database.url)
+    unreachable = (
+        f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'registry.db'}"
+        if url.startswith("sqlite")
+        else "postgresql+asyncpg://postgres@127.0.0.1:9/test"  # nothing listens on the discard port
+    )
+    broken = make_engine(unreachable)
+    working = desk.app.helpdesk.sessionmaker
+
+    def database_goes_away(method: str) -> None:
+        if method == "users.info":  # after the thread is found, before the reply is stored
+            desk.app.helpdesk.sessionmaker = async_sessionmaker(broken)
+
+    async def processed() -> int:
+        async with working() as session:
+            query = (
+                select(func.count()).select_from(ProcessedUpdate).where(ProcessedUpdate.channel == "slack")
+            )
+            return int((await session.execute(query)).scalar_one())
+
+    try:
+        desk.app.helpdesk.sessionmaker = async_sessionmaker(broken)  # away from the start
+        assert not (await desk.post(reply, "application/json")).is_success
+        desk.app.helpdesk.sessionmaker = working
+        desk.slack.on_call = database_goes_away  # away half-way through
+        assert not (await desk.post(reply, "application/json")).is_success
+        desk.slack.on_call = None
+        assert await processed() == 0 and desk.chats.pushed == []
+
+        desk.app.helpdesk.sessionmaker = working  # back: Slack delivers the event again
+        assert (await desk.post(reply, "application/json")).status_code == 200
+        assert (await desk.post(reply, "application/json")).status_code == 200  # and once more
+    finally:
+        desk.app.helpdesk.sessionmaker = working
+        await broken.dispose()
+    assert desk.chats.texts("stored") == ["Help desk (Ana): Your certificate is on its way."]
+    assert await processed() == 1

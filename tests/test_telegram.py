@@ -10,6 +10,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,11 +23,20 @@ from telegram.error import InvalidToken
 from telegram.ext import ContextTypes, TypeHandler
 
 from bot.app import App
+from bot.channels import telegram as telegram_channel
 from bot.channels.telegram import CALLBACK_DATA_LIMIT, SECRET_HEADER, TelegramChannel, split_text, to_html
 from bot.i18n import gettext
-from bot.registry.models import AuditRequest, Conversation, Document, Enrollment, Member, Training
+from bot.registry.models import (
+    AuditRequest,
+    Conversation,
+    Document,
+    Enrollment,
+    Member,
+    Training,
+    TranscriptEntry,
+)
 from tests.fakes.telegram_api import Call, FakeBotAPI
-from tests.helpers import count_rows, latest_mail, one, rows
+from tests.helpers import count_rows, database_away, latest_mail, one, rows
 
 WEI = ("10000002", "wei.chen@example.org")
 JAMES = ("10000003", "james.carter@example.org")
@@ -332,28 +342,85 @@ async def test_a_redelivered_update_changes_nothing(
     harness, client = webhook
     headers = {SECRET_HEADER: SECRET}
     update = private_update(90002, "verify my account", user_id=7004)
-    for times in (1, 2):
+    for _ in (1, 2):
         assert (await client.post("/telegram/webhook", json=update, headers=headers)).status_code == 200
-        await harness.handled_times(90002, times)
-    replies = len(api.sent(7004))
-    assert replies == 2  # the introduction and the first question, once
+    assert harness.handled[90002] == 1  # the process knows it has answered it
+    first = [call.text for call in api.sent(7004)]
+    assert len(first) == 2  # the introduction and the first question, once
 
-    # after a restart the channel has forgotten the update; the engine still has not
+    # after a restart the channel has forgotten the update: Telegram sends it again only when no answer
+    # reached it, so the replies may never have been sent; they are sent again, and nothing else happens
     restarted = TelegramChannel(
         app.engine,
         settings_for(app, api, telegram_webhook_url=WEBHOOK_URL, telegram_webhook_secret=SecretStr(SECRET)),
     )
-    again = Harness(restarted, api)
     await restarted.start()
     try:
         transport = httpx.ASGITransport(app=Starlette(routes=restarted.routes()))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as second:
             assert (await second.post("/telegram/webhook", json=update, headers=headers)).status_code == 200
-            await again.handled_times(90002)
     finally:
         await restarted.stop()
-    assert len(api.sent(7004)) == replies
+    assert [call.text for call in api.sent(7004)] == first + first
     assert await count_rows(app, Conversation) == 1
+    assert await count_rows(app, TranscriptEntry) == 3  # the message and its two replies, once
+
+
+async def test_the_webhook_asks_again_for_an_update_it_could_not_store(
+    app: App, webhook: tuple[Harness, httpx.AsyncClient], api: FakeBotAPI, tmp_path: Path
+) -> None:
+    _, client = webhook
+    headers = {SECRET_HEADER: SECRET}
+    update = private_update(90003, "olvidé mi contraseña", user_id=7005)
+    async with database_away(app, tmp_path):
+        for _ in range(3):  # Telegram tries again and again while the answer is not 2xx
+            assert (await client.post("/telegram/webhook", json=update, headers=headers)).status_code == 503
+    (apology,) = api.sent(7005)  # said once, not at every attempt
+    assert "problema técnico" in apology.text and "(855) 645-0826" in apology.text
+    assert await count_rows(app, TranscriptEntry) == 0
+    assert (await client.post("/telegram/webhook", json=update, headers=headers)).status_code == 200
+    answers = api.sent(7005)[1:]
+    assert len(answers) == 1 and "Forgot Password" in answers[0].text
+    assert await count_rows(app, TranscriptEntry) == 2  # handled once
+
+
+async def test_polling_confirms_an_update_only_once_it_is_stored(
+    app: App, api: FakeBotAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(telegram_channel, "POLL_RETRY_FIRST", 0.05)
+    monkeypatch.setattr(telegram_channel, "POLL_RETRY_MAX", 0.2)
+    channel = TelegramChannel(app.engine, settings_for(app, api), poll_timeout=1)
+    kept = private_update(90004, "olvidé mi contraseña", user_id=7006)
+    after = private_update(90005, "how do I withdraw from a training?", user_id=7007)
+    await channel.start()
+    try:
+        async with database_away(app, tmp_path):
+            await api.push_update(kept)
+            await api.wait_for(lambda: api.sent(7006))  # the apology
+            polls = api.polls
+            async with asyncio.timeout(TIMEOUT):
+                while api.polls < polls + 3:  # fetched again and again: never confirmed
+                    await asyncio.sleep(0.05)
+            assert await count_rows(app, TranscriptEntry) == 0
+        await api.push_update(after)
+        await api.wait_for(lambda: len(api.sent(7006)) == 2 and api.sent(7007))
+    finally:
+        await channel.stop()
+    apology, answer = api.sent(7006)
+    assert "(855) 645-0826" in apology.text and "Forgot Password" in answer.text
+    assert len(api.sent(7007)) == 1
+    assert await count_rows(app, TranscriptEntry) == 4
+    # both were confirmed in the end: the next process is not given them again
+    successor = TelegramChannel(app.engine, settings_for(app, api), poll_timeout=1)
+    await successor.start()
+    try:
+        polls = api.polls
+        async with asyncio.timeout(TIMEOUT):
+            while api.polls < polls + 2:
+                await asyncio.sleep(0.05)
+    finally:
+        await successor.stop()
+    assert len(api.sent(7006)) == 2 and len(api.sent(7007)) == 1
 
 
 # -- 5. the command menu in three languages ------------------------------------------------------------------

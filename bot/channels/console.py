@@ -7,12 +7,13 @@ import logging
 import uuid
 from typing import TextIO
 
-from bot.engine import Engine
+from bot.engine import Engine, NotStored
 from bot.messages import Inbound, Reply
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "console"
+RETRY_FIRST, RETRY_MAX = 1.0, 30.0  # seconds between offers of a line the database could not store yet
 
 
 def format_reply(reply: Reply, *, numbered_from: int = 1) -> str:
@@ -46,8 +47,22 @@ class ConsoleChat:
             language_hint=self.language,
         )
 
-    async def send(self, line: str) -> list[Reply]:
-        return await self.engine.handle(self.inbound(line))
+    async def send(self, line: str, *, told: TextIO | None = None) -> list[Reply]:
+        """The replies to ``line``. While the database cannot store it, the apology is written to ``told``
+        (once) and the line is offered again, with the same delivery id, until it is stored."""
+        inbound, delay, apologized = self.inbound(line), RETRY_FIRST, False
+        while True:
+            try:
+                return await self.engine.handle(inbound)
+            except NotStored as problem:
+                if told is None:
+                    return problem.replies
+                if not apologized:
+                    told.write(self.render(problem.replies) + "\n")
+                    told.flush()
+                    apologized = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
 
     def render(self, replies: list[Reply]) -> str:
         blocks, number = [], 1
@@ -73,7 +88,7 @@ async def run(engine: Engine, *, user_id: str, language: str | None, stdin: Text
         line = line.rstrip("\n")
         if not line.strip() and not interactive:
             continue
-        replies = await chat.send(line)
+        replies = await chat.send(line, told=stdout)
         stdout.write(chat.render(replies) + "\n")
         if not interactive:
             stdout.write("\n")

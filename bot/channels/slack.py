@@ -3,7 +3,9 @@
 Everything staff do goes through ``HelpDesk``; this module only turns Slack's events into those calls and
 the help desk's cards into Block Kit. HTTP mode serves ``POST /slack/events`` (signatures verified by Bolt);
 Socket Mode is used instead when an app-level token is set. Slack retries an event it thinks was lost, so
-each event id is processed once.
+each event id is processed once; an event is acknowledged only once what it causes is stored (Bolt's
+``process_before_response``), so while the database is away Slack is answered 500 and delivers it again.
+Everything staff type, click or submit is checked before use: what does not parse gets a polite answer.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,7 +30,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from bot.config import Settings
-from bot.helpdesk import EscalationCard, HelpDesk, RequestCard
+from bot.helpdesk import MAX_STATS_DAYS, EscalationCard, HelpDesk, MemberRecord, RequestCard, Stats
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +40,43 @@ MISSED_AFTER = timedelta(minutes=2)
 # the engine's events that put a card in Slack, and the kind of card
 CARD_OF_EVENT = {"escalation": "escalation", "audit_request": "audit", "appeal": "appeal"}
 SUMMARY_LOOKBACK = timedelta(days=7)  # after-hours hand-offs older than this are in /registry queue anyway
-MAX_SECTION = 2900  # Block Kit section text holds 3,000 characters
 LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "zh_Hans": "Chinese (Simplified)"}
+
+# Block Kit's limits (https://api.slack.com/reference/block-kit), and shorter ones that keep a card readable
+MAX_SECTION = 3000  # a section's text
+MAX_HEADER = 150  # a header's plain text
+MAX_METADATA = 3000  # a modal's private_metadata
+MAX_MESSAGE = 40_000  # a message's top-level text (Slack cuts the rest)
+MAX_LINE = 300  # a member label or one transcript line on a card
+MAX_DOCUMENT_NAME = 50  # a document's name on a card, start and extension (the thread has it whole)
+MAX_PREVIEW = 150  # a question in a notification, a list or the morning summary
+MAX_LISTED = 25  # hand-offs listed in /registry queue or the morning summary
+MAX_REASON = 2000  # a denial's reason, typed by staff for the member
+MAX_ROW_ID = 2**31 - 1  # database ids are 32-bit integers
+
+USAGE = "Usage: /registry lookup <Registry ID> · /registry queue · /registry stats [days]"
+STALE_BUTTON = "That button is not one this app made (or it is too old to use): nothing changed."
+STALE_FORM = "This form is not one this app made (or it is too old to use): nothing changed."
+NOT_ON_STAFF_LIST = (
+    "Your reply did not reach the member: only people on the help desk staff list "
+    "(REGISTRY_BOT_SLACK_STAFF_IDS) can answer members. Ask an administrator to add you, "
+    "or ask a staff member to answer."
+)
+_DIGITS = re.compile(r"[0-9]{1,10}")
+_REGISTRY_ID = re.compile(r"[A-Za-z0-9-]{1,32}")
+_SLACK_ID = re.compile(r"[A-Za-z0-9]{0,32}")
+_SLACK_TS = re.compile(r"[0-9]{0,16}(?:\.[0-9]{1,8})?")
 
 
 def _clip(text: str, limit: int = MAX_SECTION) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """``text`` cut to ``limit`` characters with an ellipsis, never inside an escaped ``&amp;``."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + "…"
 
 
 def _escape(text: str) -> str:
@@ -50,25 +84,70 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _quote(text: str, limit: int) -> str:
+    """A member's words, escaped for Slack and clipped to ``limit`` characters."""
+    return _clip(_escape(text), limit)
+
+
+def _shortened(name: str, limit: int = MAX_DOCUMENT_NAME) -> str:
+    """A file name cut in the middle to ``limit`` characters, so its extension still shows."""
+    return name if len(name) <= limit else f"{name[: limit - 16]}…{name[-15:]}"
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text) or " "}}
+
+
+def _header(text: str) -> dict[str, Any]:
+    return {"type": "header", "text": {"type": "plain_text", "text": _clip(text, MAX_HEADER)}}
+
+
+def _row_id(value: object) -> int | None:
+    """A database id from a button or form, or None when it is not one (staff input is never trusted)."""
+    text = value if isinstance(value, str) else ""
+    if not _DIGITS.fullmatch(text):
+        return None
+    number = int(text)
+    return number if 0 < number <= MAX_ROW_ID else None
+
+
+def _request_of(value: object) -> tuple[str, int] | None:
+    """``("audit" | "appeal", id)`` from a button value like ``audit:12``, or None."""
+    kind, _, row = (value if isinstance(value, str) else "").partition(":")
+    row_id = _row_id(row)
+    return (kind, row_id) if kind in ("audit", "appeal") and row_id is not None else None
+
+
+def _denial_of(metadata: object) -> tuple[str, int, str, str] | None:
+    """(kind, id, channel, ts) from a deny modal's private_metadata, or None when it is not ours."""
+    parts = (metadata if isinstance(metadata, str) else "").split("|")
+    request = _request_of(parts[0]) if len(parts) == 3 else None
+    if request is None or not _SLACK_ID.fullmatch(parts[1]) or not _SLACK_TS.fullmatch(parts[2]):
+        return None
+    return (*request, parts[1], parts[2])
+
+
+def _days_of(args: list[str]) -> int | None:
+    """The days of ``/registry stats [days]`` (7 when absent), or None when they are not a valid number."""
+    if not args:
+        return 7
+    days = _row_id(args[0]) if len(args) == 1 else None
+    return days if days is not None and days <= MAX_STATS_DAYS else None
+
+
 def escalation_blocks(card: EscalationCard) -> list[dict[str, Any]]:
     """The hand-off message staff see: who, what, the last messages, and Claim / Resolve."""
     header = "Hand-off (after hours)" if card.after_hours else "Hand-off"
+    language = LANGUAGE_NAMES.get(card.language, card.language)
     facts = (
-        f"*Member:* {_escape(card.member)}\n*Language:* {LANGUAGE_NAMES.get(card.language, card.language)}"
-        f"\n*Registry:* {card.registry}\n*Status:* {card.status}"
+        f"*Member:* {_quote(card.member, MAX_LINE)}\n*Language:* {_escape(language)}"
+        f"\n*Registry:* {_escape(card.registry)}\n*Status:* {_escape(card.status)}"
         + (f" by <@{card.claimed_by}>" if card.claimed_by else "")
     )
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": header}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": facts}},
-        {
-            "type": "section",
-            "text": {"type": "mrkdwn", "text": _clip(f"*Question:* {_escape(card.question)}")},
-        },
-    ]
+    blocks = [_header(header), _section(facts), _section(f"*Question:* {_escape(card.question)}")]
     if card.transcript:
-        lines = "\n".join(f"_{who}:_ {_escape(text)}" for who, text in card.transcript)
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _clip(lines)}})
+        lines = (_clip(f"_{who}:_ {_escape(text)}", MAX_LINE) for who, text in card.transcript)
+        blocks.append(_section("\n".join(lines)))
     if card.status != "resolved":
         buttons = [] if card.claimed_by else [_button("Claim", "claim", str(card.id), "primary")]
         buttons.append(_button("Resolve", "resolve", str(card.id)))
@@ -79,15 +158,16 @@ def escalation_blocks(card: EscalationCard) -> list[dict[str, Any]]:
 def request_blocks(card: RequestCard) -> list[dict[str, Any]]:
     """An audit request or appeal waiting for a decision, with Approve / Deny."""
     title = "Qualification audit request" if card.kind == "audit" else f"Appeal of {card.audit_reference}"
-    documents = ", ".join(_escape(name) for name in card.documents) or "none"
     facts = (
-        f"*{card.reference}* · {_escape(card.member)}\n*Status:* {card.status}"
-        f"\n*Decision due:* {card.due_at:%Y-%m-%d}\n*Documents:* {documents}"
+        f"*{_escape(card.reference)}* · {_quote(card.member, MAX_LINE)}\n*Status:* {_escape(card.status)}"
+        f"\n*Decision due:* {card.due_at:%Y-%m-%d}"
     )
+    names = "\n".join(f"• {_escape(_shortened(name))}" for name in card.documents)
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": title}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": facts}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": _clip(_escape(card.text))}},
+        _header(title),
+        _section(facts),
+        _section(f"*Documents:*\n{names}" if names else "*Documents:* none"),
+        _section(_escape(card.text) or "_(no text)_"),
     ]
     if card.status in ("submitted", "under_review"):
         value = f"{card.kind}:{card.id}"
@@ -116,10 +196,11 @@ def _button(label: str, action: str, value: str, style: str | None = None) -> di
 
 
 def deny_modal(value: str, reference: str) -> dict[str, Any]:
+    """The form that asks for a denial's reason; ``value`` comes back as its private_metadata."""
     return {
         "type": "modal",
         "callback_id": "deny_reason",
-        "private_metadata": value,
+        "private_metadata": value[:MAX_METADATA],
         "title": {"type": "plain_text", "text": "Deny request"},
         "submit": {"type": "plain_text", "text": "Deny"},
         "close": {"type": "plain_text", "text": "Cancel"},
@@ -127,11 +208,55 @@ def deny_modal(value: str, reference: str) -> dict[str, Any]:
             {
                 "type": "input",
                 "block_id": "reason",
-                "label": {"type": "plain_text", "text": f"Why is {reference} denied? The member reads this."},
-                "element": {"type": "plain_text_input", "action_id": "text", "multiline": True},
+                "label": {
+                    "type": "plain_text",
+                    "text": _clip(f"Why is {reference} denied? The member reads this.", 2000),
+                },
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": "text",
+                    "multiline": True,
+                    "max_length": MAX_REASON,
+                },
             }
         ],
     }
+
+
+def _hand_off_lines(cards: list[EscalationCard], *, detailed: bool) -> list[str]:
+    """One line per hand-off (at most ``MAX_LISTED``), the member's words escaped."""
+    lines = []
+    for card in cards[:MAX_LISTED]:
+        when = f" {card.created_at:%Y-%m-%d %H:%M}" if detailed else ""
+        status = f" [{card.status}]" if detailed else ""
+        member, question = _quote(card.member, MAX_LINE), _quote(card.question, MAX_PREVIEW)
+        lines.append(f"• #{card.id}{when} {member}{status}: {question}")
+    if len(cards) > MAX_LISTED:
+        lines.append(f"… and {len(cards) - MAX_LISTED} more (see /registry queue).")
+    return lines
+
+
+def _lookup_text(registry_id: str, record: MemberRecord | None) -> str:
+    """What /registry lookup answers, the member's details escaped."""
+    if record is None:
+        return f"No member with Registry ID {_escape(registry_id)}."
+    lines = [f"*{_escape(record.label)}* · {_escape(record.email)} · {_escape(record.role)}"]
+    lines += [f"• {_escape(ref)}: {status} (due {due:%Y-%m-%d})" for ref, status, due in record.requests]
+    lines += [
+        f"• chat on {_escape(channel)}, last active {at:%Y-%m-%d %H:%M}" for channel, at in record.chats
+    ]
+    return _clip("\n".join(lines), MAX_MESSAGE)
+
+
+def _stats_text(stats: Stats) -> str:
+    rating = f"{stats.average_rating:.1f}" if stats.average_rating is not None else "none yet"
+    gaps = "\n".join(f"  {n}× {_quote(q, MAX_PREVIEW)}" for q, n in stats.top_unanswered) or "  none"
+    return (
+        f"Last {stats.days} days: {stats.conversations} conversations, "
+        f"{stats.answered_alone} answered without a person, {stats.handoffs} hand-offs, "
+        f"average rating {rating}.\n"
+        f"Top unanswered questions:\n{gaps}"
+    )
 
 
 class SlackChannel:
@@ -259,7 +384,9 @@ class SlackChannel:
         if card is None or not channel:
             return
         response = await self.client.chat_postMessage(
-            channel=channel, text=f"Hand-off: {card.question[:200]}", blocks=escalation_blocks(card)
+            channel=channel,
+            text=f"Hand-off: {_quote(card.question, MAX_PREVIEW)}",
+            blocks=escalation_blocks(card),
         )
         await self.helpdesk.record_post(
             "escalation", escalation_id, channel=str(response["channel"]), ts=str(response["ts"])
@@ -274,7 +401,7 @@ class SlackChannel:
             await self.client.chat_postMessage(
                 channel=escalation.slack_channel,
                 thread_ts=escalation.slack_ts,
-                text=f"Member: {_escape(text)}",
+                text=_clip(f"Member: {_escape(text)}", MAX_MESSAGE),
             )
 
     async def post_request(self, kind: str, row_id: int) -> None:
@@ -283,7 +410,9 @@ class SlackChannel:
         if card is None or not channel:
             return
         posted = await self.client.chat_postMessage(
-            channel=channel, text=f"{card.reference} needs a decision", blocks=request_blocks(card)
+            channel=channel,
+            text=f"{_escape(card.reference)} needs a decision",
+            blocks=request_blocks(card),
         )
         await self.helpdesk.record_post(kind, row_id, channel=str(posted["channel"]), ts=str(posted["ts"]))
         for filename, content in await self.helpdesk.request_files(kind, row_id):
@@ -304,7 +433,7 @@ class SlackChannel:
         if not waiting or not self.settings.slack_handoff_channel:
             return False
         lines = [f"Good morning! {len(waiting)} hand-off(s) came in after hours and are waiting:"]
-        lines += [f"• #{card.id} {_escape(card.member)}: {_escape(card.question[:150])}" for card in waiting]
+        lines += _hand_off_lines(waiting, detailed=False)
         await self.client.chat_postMessage(channel=self.settings.slack_handoff_channel, text="\n".join(lines))
         return True
 
@@ -321,79 +450,100 @@ class SlackChannel:
         app.command("/registry")(self._command)
 
     async def _ephemeral(self, body: dict[str, Any], text: str) -> None:
-        channel = (body.get("channel") or {}).get("id") or body.get("channel_id")
-        user = (body.get("user") or {}).get("id") or body.get("user_id")
+        channel, user = _where(body)[0], _user(body)
         if channel and user:
             await self.client.chat_postEphemeral(channel=channel, user=user, text=text)
 
     async def _refresh_escalation(self, body: dict[str, Any], escalation_id: int) -> None:
         card = await self.helpdesk.escalation_card(escalation_id)
-        channel, message = (body.get("channel") or {}).get("id"), body.get("message") or {}
-        if card is not None and channel and message.get("ts"):
+        channel, ts = _where(body)
+        if card is not None and channel and ts:
             await self.client.chat_update(
                 channel=channel,
-                ts=message["ts"],
+                ts=ts,
                 text=f"Hand-off: {card.status}",
                 blocks=escalation_blocks(card),
             )
 
     async def _claim(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
-        user = body["user"]["id"]
+        user, escalation_id = _user(body), _row_id(action.get("value"))
         if not self.helpdesk.is_staff(user):
             await self._ephemeral(body, "Only help desk staff can claim hand-offs.")
-            return
-        outcome = await self.helpdesk.claim(int(action["value"]), user)
-        if outcome.ok:
-            await self._refresh_escalation(body, int(action["value"]))
+        elif escalation_id is None:
+            await self._ephemeral(body, STALE_BUTTON)
         else:
-            await self._ephemeral(body, outcome.message)
+            outcome = await self.helpdesk.claim(escalation_id, user)
+            await self._after_escalation(body, escalation_id, outcome.ok, outcome.message)
 
     async def _resolve(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
-        user = body["user"]["id"]
+        user, escalation_id = _user(body), _row_id(action.get("value"))
         if not self.helpdesk.is_staff(user):
             await self._ephemeral(body, "Only help desk staff can resolve hand-offs.")
-            return
-        outcome = await self.helpdesk.resolve(int(action["value"]), user)
-        if outcome.ok:
-            await self._refresh_escalation(body, int(action["value"]))
+        elif escalation_id is None:
+            await self._ephemeral(body, STALE_BUTTON)
         else:
-            await self._ephemeral(body, outcome.message)
+            outcome = await self.helpdesk.resolve(escalation_id, user)
+            await self._after_escalation(body, escalation_id, outcome.ok, outcome.message)
+
+    async def _after_escalation(
+        self, body: dict[str, Any], escalation_id: int, ok: bool, message: str
+    ) -> None:
+        if ok:
+            await self._refresh_escalation(body, escalation_id)
+        else:
+            await self._ephemeral(body, message)
 
     async def _approve(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
-        kind, _, row_id = str(action["value"]).partition(":")
-        outcome = await self.helpdesk.decide(kind, int(row_id), user=body["user"]["id"], approve=True)
-        await self._after_decision(body, kind, int(row_id), outcome.ok, outcome.message)
+        request = _request_of(action.get("value"))
+        if request is None:
+            await self._ephemeral(body, STALE_BUTTON)
+            return
+        kind, row_id = request
+        outcome = await self.helpdesk.decide(kind, row_id, user=_user(body), approve=True)
+        await self._after_decision(body, kind, row_id, outcome.ok, outcome.message)
 
     async def _deny(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
-        kind, _, row_id = str(action["value"]).partition(":")
-        user = body["user"]["id"]
-        card = await self.helpdesk.request_card(kind, int(row_id))
-        if card is None or not self.helpdesk.may_decide(kind, user):
+        request, trigger = _request_of(action.get("value")), body.get("trigger_id")
+        if request is None or not isinstance(trigger, str):
+            await self._ephemeral(body, STALE_BUTTON)
+            return
+        kind, row_id = request
+        card = await self.helpdesk.request_card(kind, row_id)
+        if card is None or not self.helpdesk.may_decide(kind, _user(body)):
             who = "the Operations Team" if kind == "audit" else "the Registry Director"
             await self._ephemeral(body, f"Only {who} can decide this request.")
             return
         if card.status not in ("submitted", "under_review"):
             await self._ephemeral(body, f"Nothing changed: this request is already {card.status}.")
             return
-        metadata = f"{action['value']}|{(body.get('channel') or {}).get('id', '')}|{body['message']['ts']}"
-        await self.client.views_open(trigger_id=body["trigger_id"], view=deny_modal(metadata, card.reference))
+        channel, ts = _where(body)
+        metadata = f"{kind}:{row_id}|{channel or ''}|{ts or ''}"
+        await self.client.views_open(trigger_id=trigger, view=deny_modal(metadata, card.reference))
 
     async def _deny_reason(self, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
-        reason = str(view["state"]["values"]["reason"]["text"]["value"] or "").strip()
+        denial, reason = _denial_of(view.get("private_metadata")), _reason_of(view)
+        if denial is None:
+            await ack(response_action="errors", errors={"reason": STALE_FORM})
+            return
         if len(reason) < 5:
             await ack(response_action="errors", errors={"reason": "Please give the member a real reason."})
             return
+        if len(reason) > MAX_REASON:
+            await ack(
+                response_action="errors",
+                errors={"reason": f"Please keep the reason under {MAX_REASON:,} characters."},
+            )
+            return
         await ack()
-        value, channel, ts = [*view["private_metadata"].split("|"), "", ""][:3]
-        kind, _, row_id = value.partition(":")
-        user = body["user"]["id"]
-        outcome = await self.helpdesk.decide(kind, int(row_id), user=user, approve=False, note=reason)
+        kind, row_id, channel, ts = denial
+        user = _user(body)
+        outcome = await self.helpdesk.decide(kind, row_id, user=user, approve=False, note=reason)
         if outcome.ok and channel and ts:
-            await self._update_request(channel, ts, kind, int(row_id))
+            await self._update_request(channel, ts, kind, row_id)
         elif not outcome.ok and channel:
             await self.client.chat_postEphemeral(channel=channel, user=user, text=outcome.message)
 
@@ -403,7 +553,7 @@ class SlackChannel:
         if not ok:
             await self._ephemeral(body, message)
             return
-        channel, ts = (body.get("channel") or {}).get("id"), (body.get("message") or {}).get("ts")
+        channel, ts = _where(body)
         if channel and ts:
             await self._update_request(channel, ts, kind, row_id)
 
@@ -411,29 +561,48 @@ class SlackChannel:
         card = await self.helpdesk.request_card(kind, row_id)
         if card is not None:
             await self.client.chat_update(
-                channel=channel, ts=ts, text=f"{card.reference}: {card.status}", blocks=request_blocks(card)
+                channel=channel,
+                ts=ts,
+                text=f"{_escape(card.reference)}: {card.status}",
+                blocks=request_blocks(card),
             )
 
     async def _message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        """A staff reply in a hand-off thread goes to the member; everything else is ignored."""
-        event_id = str(body.get("event_id") or "")
-        if event.get("bot_id") or event.get("subtype") or not event.get("thread_ts"):
+        """A staff reply in a hand-off thread goes to the member; everything else is ignored.
+
+        Bolt answers Slack only after this returns (``process_before_response``), and answers 500 when it
+        raises: an event is acknowledged once what it causes is committed, and while the database is away
+        Slack delivers it again. The event id is claimed in the transaction that stores its effect, so a
+        redelivery of an event already handled changes nothing, and a failed attempt claims nothing.
+        """
+        reply = _thread_reply(event)
+        if reply is None:
             return
-        if event_id and not await self.helpdesk.first_delivery("slack", event_id):
-            return  # Slack retried an event we already handled
-        escalation = await self.helpdesk.escalation_for_thread(
-            str(event.get("channel")), str(event["thread_ts"])
-        )
-        user = str(event.get("user") or "")
-        if escalation is None or not self.helpdesk.is_staff(user):
+        channel, thread, user, text = reply
+        escalation = await self.helpdesk.escalation_for_thread(channel, thread)
+        if escalation is None:
+            return  # a thread that is not a hand-off's
+        delivery = ("slack", str(body.get("event_id") or f"{channel}:{event.get('ts')}")[:128])
+        if not self.helpdesk.is_staff(user):
+            await self._not_staff(escalation.id, delivery, channel=channel, thread=thread, user=user)
             return
-        outcome = await self.helpdesk.reply(
-            escalation.id, await self._display_name(user), str(event.get("text", ""))
-        )
+        name = await self._display_name(user)
+        outcome = await self.helpdesk.reply(escalation.id, name, text, delivery=delivery)
         if not outcome.ok:
-            await self.client.chat_postMessage(
-                channel=str(event["channel"]), thread_ts=str(event["thread_ts"]), text=outcome.message
-            )
+            await self.client.chat_postMessage(channel=channel, thread_ts=thread, text=outcome.message)
+
+    async def _not_staff(
+        self, escalation_id: int, delivery: tuple[str, str], *, channel: str, thread: str, user: str
+    ) -> None:
+        """Tell someone not on the staff list, privately, that their thread reply did not reach the member."""
+        if not await self.helpdesk.first_delivery(*delivery):
+            return  # Slack retried an event we already handled
+        logger.warning(
+            "a reply in hand-off #%d's thread came from someone not on the staff list", escalation_id
+        )
+        await self.client.chat_postEphemeral(
+            channel=channel, user=user, thread_ts=thread, text=NOT_ON_STAFF_LIST
+        )
 
     async def _display_name(self, user: str) -> str:
         try:
@@ -448,31 +617,57 @@ class SlackChannel:
         if not self.helpdesk.is_staff(str(command.get("user_id"))):
             await respond(response_type="ephemeral", text="Only help desk staff can use /registry.")
             return
-        words = str(command.get("text") or "").split()
+        text = command.get("text")
+        words = text.split() if isinstance(text, str) else []
         verb, args = (words[0].lower(), words[1:]) if words else ("help", [])
-        if verb == "lookup" and args:
-            text = await self.helpdesk.lookup(args[0])
-        elif verb == "queue":
-            cards = await self.helpdesk.queue()
-            text = (
-                "\n".join(
-                    f"• #{c.id} {c.created_at:%Y-%m-%d %H:%M} {_escape(c.member)} [{c.status}]: "
-                    f"{_escape(c.question[:120])}"
-                    for c in cards
-                )
-                or "No open hand-offs."
+        await respond(response_type="ephemeral", text=await self._answer(verb, args))
+
+    async def _answer(self, verb: str, args: list[str]) -> str:
+        """The answer to ``/registry <verb> <args>``: a usage hint when the arguments are not valid."""
+        if verb == "lookup":
+            if len(args) != 1 or not _REGISTRY_ID.fullmatch(args[0]):
+                return "Give one Registry ID (letters and digits, up to 32): /registry lookup 10000001"
+            return _lookup_text(args[0], await self.helpdesk.lookup(args[0]))
+        if verb == "queue":
+            return (
+                "\n".join(_hand_off_lines(await self.helpdesk.queue(), detailed=True)) or "No open hand-offs."
             )
-        elif verb == "stats":
-            days = int(args[0]) if args and args[0].isdigit() else 7
-            stats = await self.helpdesk.stats(days)
-            rating = f"{stats.average_rating:.1f}" if stats.average_rating is not None else "none yet"
-            gaps = "\n".join(f"  {n}× {_escape(q)}" for q, n in stats.top_unanswered) or "  none"
-            text = (
-                f"Last {stats.days} days: {stats.conversations} conversations, "
-                f"{stats.answered_alone} answered without a person, {stats.handoffs} hand-offs, "
-                f"average rating {rating}.\n"
-                f"Top unanswered questions:\n{gaps}"
-            )
-        else:
-            text = "Usage: /registry lookup <Registry ID> · /registry queue · /registry stats [days]"
-        await respond(response_type="ephemeral", text=text)
+        if verb == "stats":
+            days = _days_of(args)
+            if days is None:
+                return f"Give the days as one whole number from 1 to {MAX_STATS_DAYS}: /registry stats 30"
+            return _stats_text(await self.helpdesk.stats(days))
+        return USAGE
+
+
+def _user(body: dict[str, Any]) -> str:
+    """The Slack user who clicked or submitted (Slack always says; "" if a payload does not)."""
+    user = body.get("user")
+    return str(user.get("id") or "") if isinstance(user, dict) else ""
+
+
+def _where(body: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(channel, message ts) of the message whose button was clicked, when there is one."""
+    channel, message = body.get("channel"), body.get("message")
+    channel_id = channel.get("id") if isinstance(channel, dict) else None
+    ts = message.get("ts") if isinstance(message, dict) else None
+    return (channel_id if isinstance(channel_id, str) else None, ts if isinstance(ts, str) else None)
+
+
+def _reason_of(view: dict[str, Any]) -> str:
+    """The reason typed in the deny modal ("" when the view holds none)."""
+    values = ((view.get("state") or {}).get("values") or {}).get("reason") or {}
+    value = (values.get("text") or {}).get("value") if isinstance(values, dict) else None
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _thread_reply(event: dict[str, Any]) -> tuple[str, str, str, str] | None:
+    """(channel, thread ts, user, text) of a person's reply in a thread; None for anything else."""
+    if event.get("bot_id") or event.get("subtype"):
+        return None
+    fields = [event.get(key) for key in ("channel", "thread_ts", "user")]
+    text = event.get("text")
+    if not all(isinstance(field, str) and field for field in fields):
+        return None
+    channel, thread, user = (str(field) for field in fields)
+    return channel, thread, user, text if isinstance(text, str) else ""

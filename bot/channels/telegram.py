@@ -8,6 +8,7 @@ translates between Telegram's shapes and ``Inbound`` / ``Reply``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -59,7 +60,7 @@ from telegram.ext import (
 
 from bot import documents
 from bot.config import Settings
-from bot.engine import Engine
+from bot.engine import Engine, NotStored
 from bot.i18n import N_, gettext, resolve_locale
 from bot.messages import Attachment, Choice, Inbound, Link, Reply
 from bot.render import render
@@ -92,6 +93,8 @@ PRIVATE_CHAT_BUTTON = N_("Open a private chat")
 # Time periods (a 429's retry_after) as timedelta, python-telegram-bot's coming default; without this opt-in
 # reading one raises a deprecation warning on every flood-control answer.
 os.environ.setdefault("PTB_TIMEDELTA", "true")
+POLL_RETRY_FIRST, POLL_RETRY_MAX = 1.0, 60.0  # seconds before fetching again after a failure
+APOLOGY_EVERY = 600.0  # seconds: a chat whose message waits for the database hears why once in this time
 SEND_ATTEMPTS = 4  # a 429 or a 5xx from Telegram is retried this many times in all
 MAX_RETRY_WAIT = 30.0  # seconds; a longer Retry-After is cut short (the next attempt may wait again)
 _BOLD = re.compile(r"\*\*(?=\S)([^\n]*?\S)\*\*")
@@ -233,18 +236,24 @@ class TelegramChannel:
         self._payloads: _Forget[str, str] = _Forget(REMEMBERED)
         self._seen_updates: _Forget[int, None] = _Forget(REMEMBERED)
         self._groups_told: _Forget[int, None] = _Forget(REMEMBERED)
+        self._apologized: _Forget[int, float] = _Forget(REMEMBERED)
+        self._again: set[int] = set()  # updates to be delivered again (not stored, or replies not sent)
         self._redact = _RedactToken(self._token)
         self._running = False
+        self._polling: asyncio.Task[None] | None = None
+        self._fetching = False
+        self._stopping = asyncio.Event()
+        self._offset: int | None = None  # the first update not yet handled, for the next getUpdates
+        self._confirmed: int | None = None  # the offset Telegram was last given
+        # No Updater: it confirms every update it has fetched, handled or not. The channel polls itself and
+        # confirms an update only once its turn is stored and its replies sent (see ``_poll``).
         builder = (
             ApplicationBuilder()
             .token(self._token)
             .base_url(settings.telegram_base_url)
             .base_file_url(settings.telegram_base_file_url)
-            # different members are answered at the same time; the engine serializes each conversation
-            .concurrent_updates(True)
+            .updater(None)
         )
-        if self.webhook_url:
-            builder = builder.updater(None)
         self.application: Application[Any, Any, Any, Any, Any, Any] = builder.build()
         private = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
         groups = filters.ChatType.GROUPS & filters.UpdateType.MESSAGE
@@ -283,24 +292,24 @@ class TelegramChannel:
             )
             logger.info("telegram: webhook mode")
         else:
-            updater = self.application.updater
-            assert updater is not None
-            await updater.start_polling(
-                timeout=int(self.poll_timeout),
-                allowed_updates=list(ALLOWED_UPDATES),
-                error_callback=self._on_polling_error,
-            )
+            await self.application.bot.delete_webhook()  # Telegram refuses getUpdates while one is set
+            self._polling = asyncio.create_task(self._poll(), name="telegram-polling")
             logger.info("telegram: polling")
 
     async def stop(self) -> None:
         """Stop taking updates, let the turns under way finish and answer, then shut down."""
         self._running = False
-        updater = self.application.updater
+        self._stopping.set()
         try:
-            if updater is not None and updater.running:
-                await updater.stop()
+            if self._polling is not None:
+                if self._fetching:  # waiting for Telegram, with nothing fetched: stop waiting
+                    self._polling.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._polling  # a batch under way is finished first
+                self._polling = None
+                await self._confirm()
             if self.application.running:
-                await self.application.stop()  # waits for the updates being processed
+                await self.application.stop()
         finally:
             await self.application.shutdown()
             await self.application.bot.shutdown()  # closes its connections even after a failed start
@@ -308,8 +317,7 @@ class TelegramChannel:
 
     def healthy(self) -> bool:
         """Started and still taking updates (polling, or the application behind the webhook)."""
-        updater = self.application.updater
-        polling = updater is None or updater.running
+        polling = bool(self.webhook_url) or (self._polling is not None and not self._polling.done())
         return self._running and self.application.running and polling
 
     def routes(self) -> list[BaseRoute]:
@@ -348,22 +356,67 @@ class TelegramChannel:
             update = None
         if update is None:
             return Response(status_code=400)
-        # answered at once; the update is processed by the application like a polled one
-        await self.application.update_queue.put(update)
-        return Response(status_code=200)
+        # confirmed only once its turn is stored and the replies sent: otherwise Telegram delivers it again
+        return Response(status_code=200 if await self._process(update) else 503)
 
-    # -- handlers --------------------------------------------------------------------------------------------
+    # -- polling ---------------------------------------------------------------------------------------------
 
-    def _first_delivery(self, update: Update) -> bool:
-        """Drop an update this process has already taken (the engine also drops it, across restarts)."""
+    async def _poll(self) -> None:
+        """Fetch updates and handle each batch; the offset confirms an update only once it is handled, so
+        one that could not be stored is fetched again (the updates after it that were handled are
+        remembered and skipped)."""
+        delay = POLL_RETRY_FIRST
+        while self._running:
+            failed = False
+            try:
+                self._fetching = True
+                asked = self._offset
+                updates = await self.application.bot.get_updates(
+                    offset=asked, timeout=int(self.poll_timeout), allowed_updates=list(ALLOWED_UPDATES)
+                )
+                self._confirmed = asked
+            except TelegramError as error:
+                logger.warning("telegram polling failed: %s", type(error).__name__)
+                updates, failed = (), True
+            finally:
+                self._fetching = False  # from here on, stopping waits for the batch
+            handled = await asyncio.gather(*(self._process(update) for update in updates))
+            for update, done in zip(updates, handled, strict=True):
+                if not done:
+                    break
+                self._offset = update.update_id + 1
+            if failed or not all(handled):
+                with contextlib.suppress(TimeoutError):  # a stop ends the wait
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                delay = min(delay * 2, POLL_RETRY_MAX)
+            else:
+                delay = POLL_RETRY_FIRST
+
+    async def _confirm(self) -> None:
+        """Tell Telegram which updates were handled since the last fetch (the next process starts after)."""
+        if self._offset is not None and self._offset != self._confirmed:
+            try:
+                await self.application.bot.get_updates(offset=self._offset, timeout=0, limit=1)
+            except TelegramError as error:  # they come again to the next process, which answers them
+                logger.warning("telegram: could not confirm the last updates: %s", type(error).__name__)
+
+    async def _process(self, update: Update) -> bool:
+        """Handle one update; False when Telegram must deliver it again (its message could not be stored,
+        or its replies could not be sent: they are kept with the delivery and sent then)."""
         if update.update_id in self._seen_updates:
+            return True  # this process has handled it already
+        await self.application.process_update(update)
+        if update.update_id in self._again:
+            self._again.discard(update.update_id)
             return False
         self._seen_updates.remember(update.update_id, None)
         return True
 
+    # -- handlers --------------------------------------------------------------------------------------------
+
     async def _on_private_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, user = update.message, update.effective_user
-        if message is None or user is None or not self._first_delivery(update):
+        if message is None or user is None:
             return
         attachments, refusals = await self._attachments(message, user)
         for refusal in refusals:
@@ -372,7 +425,7 @@ class TelegramChannel:
         if refusals and not attachments:
             return  # the only file was refused: nothing for the engine to do
         await self._turn(
-            message.chat_id, self._inbound(update, user, text=text, attachments=tuple(attachments))
+            update, message.chat_id, self._inbound(update, user, text=text, attachments=tuple(attachments))
         )
 
     @staticmethod
@@ -389,7 +442,7 @@ class TelegramChannel:
 
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query, user = update.callback_query, update.effective_user
-        if query is None or user is None or not self._first_delivery(update):
+        if query is None or user is None:
             return
         await self._quietly(query.answer())
         message = query.message
@@ -397,12 +450,12 @@ class TelegramChannel:
             return  # a message too old to reach, or not a private chat
         await self._remove_choices(query, message)
         payload = self.payload_of(query.data or "") or STALE_PAYLOAD
-        await self._turn(message.chat_id, self._inbound(update, user, payload=payload))
+        await self._turn(update, message.chat_id, self._inbound(update, user, payload=payload))
 
     async def _on_group_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """In a group, say once that the assistant talks only in private chats; the engine is not called."""
         message = update.message
-        if message is None or message.chat_id in self._groups_told or not self._first_delivery(update):
+        if message is None or message.chat_id in self._groups_told:
             return
         self._groups_told.remember(message.chat_id, None)
         lang = language_of(update.effective_user, self.engine.profile.default_language)
@@ -425,9 +478,6 @@ class TelegramChannel:
             except TelegramError as failure:
                 logger.warning("telegram: could not say so: %s", type(failure).__name__)
 
-    def _on_polling_error(self, error: TelegramError) -> None:
-        logger.warning("telegram polling failed: %s", type(error).__name__)
-
     async def _language(self, user: User | None) -> str:
         """The language for what the channel says itself: the conversation's, else Telegram's language_code.
         Asked only when there is something to say (a refused file, a failure): it costs a read."""
@@ -439,9 +489,38 @@ class TelegramChannel:
 
     # -- turns -----------------------------------------------------------------------------------------------
 
-    async def _turn(self, chat_id: int, inbound: Inbound) -> None:
-        for reply in await self.engine.handle(inbound):
-            await self._send(chat_id, reply)
+    async def _turn(self, update: Update, chat_id: int, inbound: Inbound) -> None:
+        """Hand the message to the engine and send the replies; when the message could not be stored, or
+        Telegram would not take the replies, the update is to be delivered again (``_process``)."""
+        try:
+            result = await self.engine.turn(inbound)
+        except NotStored as problem:
+            self._again.add(update.update_id)
+            await self._apologize(chat_id, problem.replies)
+            return
+        try:
+            for reply in result.replies:
+                await self._send(chat_id, reply)
+        except NetworkError as error:
+            if isinstance(error, BadRequest):
+                raise
+            logger.warning(
+                "telegram: replies not sent (%s); the update will come again", type(error).__name__
+            )
+            self._again.add(update.update_id)
+
+    async def _apologize(self, chat_id: int, replies: list[Reply]) -> None:
+        """Say once in a while that the message waits for the database (each redelivery would repeat it)."""
+        now = asyncio.get_running_loop().time()
+        told = self._apologized.get(chat_id)
+        if told is not None and now - told < APOLOGY_EVERY:
+            return
+        self._apologized.remember(chat_id, now)
+        try:
+            for reply in replies:
+                await self._send(chat_id, reply)
+        except TelegramError as failure:
+            logger.warning("telegram: could not apologize: %s", type(failure).__name__)
 
     async def _attachments(self, message: Message, user: User) -> tuple[list[Attachment], list[str]]:
         """Download the message's document or photo, unless Telegram says it is over the size limit; the
@@ -449,7 +528,8 @@ class TelegramChannel:
         files: list[tuple[Document | PhotoSize, str, str]] = []
         if message.document:
             document = message.document
-            files.append((document, document.file_name or "document", document.mime_type or ""))
+            name = documents.clean_filename(document.file_name or "")
+            files.append((document, name, document.mime_type or ""))
         if message.photo:
             largest = max(message.photo, key=lambda size: (size.file_size or 0, size.width * size.height))
             files.append((largest, f"photo-{largest.file_unique_id}.jpg", "image/jpeg"))

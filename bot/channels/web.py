@@ -29,18 +29,22 @@ from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot import documents
 from bot.app import App
-from bot.engine import MAX_TEXT
+from bot.engine import MAX_TEXT, NotStored
 from bot.i18n import resolve_locale
 from bot.messages import Attachment, Inbound, Reply
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from bot.metrics import Metrics
 from bot.registry.models import Conversation, TranscriptEntry
+from bot.registry.session import unavailable
 from bot.render import render
 from bot.server import Channel, Services
 
@@ -206,6 +210,20 @@ class WebChat:
             )
             return (await session.execute(query)).scalar_one_or_none()
 
+    async def _transcript(self, visitor: str | None) -> tuple[Conversation | None, list[TranscriptEntry]]:
+        """The visitor's conversation and its latest entries, oldest first."""
+        conversation = await self._conversation(visitor)
+        if conversation is None:
+            return None, []
+        async with self.app.sessionmaker() as session:
+            query = (
+                select(TranscriptEntry)
+                .where(TranscriptEntry.conversation_id == conversation.id)
+                .order_by(TranscriptEntry.id.desc())
+                .limit(HISTORY_LIMIT)
+            )
+            return conversation, list(reversed((await session.execute(query)).scalars().all()))
+
     def _language(self, request: Request, conversation: Conversation | None) -> str:
         return (
             resolve_locale(request.query_params.get("lang"))
@@ -218,7 +236,13 @@ class WebChat:
 
     async def page(self, request: Request) -> Response:
         visitor = self.visitor(request)
-        lang = self._language(request, await self._conversation(visitor))
+        try:
+            conversation = await self._conversation(visitor)
+        except Exception as error:  # the database is away: the page still loads, in the browser's language
+            if not unavailable(error):
+                raise
+            conversation = None
+        lang = self._language(request, conversation)
         profile = self.app.profile
         html = render(
             "web/page", lang, tz=profile.timezone, profile=profile, registry_name=profile.display_name(lang)
@@ -231,30 +255,26 @@ class WebChat:
     async def history(self, request: Request) -> Response:
         """The visitor's conversation as stored in the transcript, oldest first (the latest 200 entries)."""
         visitor = self.visitor(request)
-        conversation = await self._conversation(visitor)
+        try:
+            conversation, entries = await self._transcript(visitor)
+        except Exception as error:
+            if not unavailable(error):
+                raise
+            return _error("unavailable", "the conversation cannot be read just now", 503)
         messages: list[dict[str, str]] = []
-        if conversation is not None:
-            async with self.app.sessionmaker() as session:
-                query = (
-                    select(TranscriptEntry)
-                    .where(TranscriptEntry.conversation_id == conversation.id)
-                    .order_by(TranscriptEntry.id.desc())
-                    .limit(HISTORY_LIMIT)
-                )
-                entries = list(reversed((await session.execute(query)).scalars().all()))
-            for entry in entries:
-                text = entry.text
-                if entry.direction == "in" and text in LANGUAGE_NAMES:
-                    text = LANGUAGE_NAMES[text]
-                elif entry.direction == "in" and (not text or PAYLOAD.fullmatch(text)):
-                    continue
-                messages.append(
-                    {
-                        "from": SPEAKERS.get(entry.direction, "assistant"),
-                        "text": text,
-                        "at": entry.created_at.isoformat(),
-                    }
-                )
+        for entry in entries:
+            text = entry.text
+            if entry.direction == "in" and text in LANGUAGE_NAMES:
+                text = LANGUAGE_NAMES[text]
+            elif entry.direction == "in" and (not text or PAYLOAD.fullmatch(text)):
+                continue
+            messages.append(
+                {
+                    "from": SPEAKERS.get(entry.direction, "assistant"),
+                    "text": text,
+                    "at": entry.created_at.isoformat(),
+                }
+            )
         body = {"lang": self._language(request, conversation), "messages": messages}
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
@@ -267,23 +287,38 @@ class WebChat:
             visitor = self.cookies.new_visitor()
         try:
             fields, attachments = await self._read(request)
-            inbound = self._inbound(visitor, fields, attachments)
+            inbound = self._inbound(visitor, fields, attachments, client=_client_address(request))
         except _BadRequest as problem:
             response = _error(problem.code, problem.detail, problem.status)
         else:
-            replies = await self.app.engine.handle(inbound)
-            conversation = await self._conversation(visitor)
-            response = JSONResponse(
-                {
-                    "replies": [reply_json(reply) for reply in replies],
-                    "duplicate": not replies,
-                    "lang": conversation.language if conversation else inbound.language_hint,
-                },
-                headers={"Cache-Control": "no-store"},
-            )
+            response = await self._answer(inbound)
         if fresh:
             self._set_cookie(response, request, visitor)
         return response
+
+    async def _answer(self, inbound: Inbound) -> JSONResponse:
+        """The engine's replies; while the message cannot be stored, a 503 the page answers by keeping the
+        message and sending it again with the same delivery id (``pending``)."""
+        try:
+            result = await self.app.engine.turn(inbound)
+        except NotStored as problem:
+            body = {
+                "error": "unavailable",
+                "pending": True,
+                "retry_after": problem.retry_after,
+                "replies": [reply_json(reply) for reply in problem.replies],
+                "lang": problem.lang,
+            }
+            headers = {"Cache-Control": "no-store", "Retry-After": str(round(problem.retry_after))}
+            return JSONResponse(body, status_code=503, headers=headers)
+        return JSONResponse(
+            {
+                "replies": [reply_json(reply) for reply in result.replies],
+                "duplicate": result.duplicate,
+                "lang": result.lang,
+            },
+            headers={"Cache-Control": "no-store"},
+        )
 
     # -- reading a message --------------------------------------------------------------------------------
 
@@ -302,7 +337,7 @@ class WebChat:
                 raise _BadRequest("too_large", "the message is too long", 413) from exc
         try:
             data = json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to be a message
             raise _BadRequest("invalid", "the body is not JSON") from exc
         if not isinstance(data, dict):
             raise _BadRequest("invalid", "the body must be a JSON object")
@@ -343,7 +378,7 @@ class WebChat:
                         raise _BadRequest("too_large", "the document is larger than 10 MB", 413)
                     attachments.append(
                         Attachment(
-                            filename=Path(value.filename or "document").name[:255],
+                            filename=documents.clean_filename(value.filename or ""),
                             content=content,
                             declared_type=value.content_type or "",
                         )
@@ -354,7 +389,9 @@ class WebChat:
             await form.close()
         return fields, tuple(attachments)
 
-    def _inbound(self, visitor: str, fields: dict[str, str], attachments: tuple[Attachment, ...]) -> Inbound:
+    def _inbound(
+        self, visitor: str, fields: dict[str, str], attachments: tuple[Attachment, ...], *, client: str | None
+    ) -> Inbound:
         delivery_id = fields.get("delivery_id", "")
         if not DELIVERY_ID.fullmatch(delivery_id):
             raise _BadRequest("invalid", "delivery_id must be 8 to 64 letters, digits, '-' or '_'")
@@ -373,6 +410,7 @@ class WebChat:
             payload=payload,
             attachments=attachments,
             language_hint=resolve_locale(fields.get("lang")),
+            client=client,
         )
 
 
@@ -385,6 +423,12 @@ async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
             if seen > limit:
                 raise _TooLarge("request body too large")
             yield chunk
+
+
+def _client_address(request: Request) -> str | None:
+    """The visitor's address as the server saw it (behind a proxy, uvicorn's ``--forwarded-allow-ips``
+    decides whether X-Forwarded-For is believed)."""
+    return request.client.host if request.client else None
 
 
 def _same_origin(request: Request) -> bool:
@@ -410,7 +454,11 @@ def create_asgi(app: App, channels: Sequence[Channel], *, outbox_interval: float
         up, report = await services.health()
         return JSONResponse(report, status_code=200 if up else 503, headers={"Cache-Control": "no-store"})
 
+    token = app.settings.metrics_token.get_secret_value().encode() if app.settings.metrics_token else None
+
     async def metrics(request: Request) -> Response:
+        if not _may_read_metrics(request, token):
+            return Response(status_code=401, headers={"WWW-Authenticate": "Bearer"})
         body = await app.metrics.render(app.sessionmaker)
         return Response(body, media_type=METRICS_CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
@@ -432,9 +480,50 @@ def create_asgi(app: App, channels: Sequence[Channel], *, outbox_interval: float
         finally:
             await services.stop()
 
-    asgi = Starlette(routes=routes, lifespan=lifespan)
+    asgi = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(_CountFailures, app.metrics)])
     asgi.state.services = services
     return asgi
+
+
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def _may_read_metrics(request: Request, token: bytes | None) -> bool:
+    """With a token, only ``Authorization: Bearer <token>``; without one, only the machine itself (the
+    port is public for Telegram's webhook, and the numbers say how busy the help desk is)."""
+    if token is None:
+        return request.client is not None and request.client.host in LOOPBACK
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token)
+
+
+class _CountFailures:
+    """Every request that fails with an exception is answered 500, counted in ``/metrics`` and logged by
+    the exception's type only (its message may quote what a member sent)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as error:
+            self.metrics.errors.labels(kind="http_500").inc()
+            logger.error("request to %s failed: %s", scope.get("path", "?"), type(error).__name__)
+            if started:
+                raise
+            response = JSONResponse({"error": "internal", "detail": "something went wrong"}, status_code=500)
+            await response(scope, receive, send)
 
 
 class _Server(uvicorn.Server):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from bot import text
+from bot.documents import MAX_PER_REQUEST
 from bot.flows import documents
 from bot.flows.base import Done, Flow, FlowState, Reask, Stay, parse_yes_no, yes_no_choices
 from bot.i18n import N_
@@ -64,19 +65,29 @@ class DocumentSlots:
     name: ClassVar[str]
 
     async def take_documents(self, turn: Turn, state: FlowState, slot: str, *, required: bool) -> Any:
-        accepted, refusals = await documents.receive(turn, state, slot)
+        receipt = await documents.receive(turn, state, slot)
         held = state.data.get("documents", {}).get(slot, [])
-        if accepted and required:
+        if receipt.accepted and required:
             return held
-        if accepted or refusals:
-            note = turn.render("flows/documents/received", names=accepted) if accepted else ""
-            replies = [Reply(r) for r in refusals] + (
-                [Reply(note, self.done_choice(turn, slot))] if note else []
-            )
-            return Stay(tuple(replies))
+        if receipt.accepted or receipt.refusals or receipt.full:
+            return Stay(self.receipt_replies(turn, receipt, slot, required=required))
         if not required and finished(turn.answer):
             return held
         return Reask(turn.render("flows/documents/send_file"))
+
+    def receipt_replies(
+        self, turn: Turn, receipt: documents.Receipt, slot: str, *, required: bool
+    ) -> tuple[Reply, ...]:
+        """The refusals, what was kept, and, once the request is full, that no more files are taken."""
+        texts = list(receipt.refusals)
+        if receipt.accepted:
+            template = "received_last" if receipt.full else "received"
+            texts.append(turn.render(f"flows/documents/{template}", names=list(receipt.accepted)))
+        if receipt.full:
+            full = "too_many_required" if required else "too_many"
+            texts.append(turn.render(f"flows/documents/{full}", limit=MAX_PER_REQUEST))
+        choices = () if required else self.done_choice(turn, slot)
+        return (*(Reply(line) for line in texts[:-1]), Reply(texts[-1], choices))
 
     def done_choice(self, turn: Turn, slot: str) -> tuple[Choice, ...]:
         return (Choice(turn.t(N_("Done")), f"s:{self.name}:{slot}:done"),)

@@ -224,6 +224,19 @@ class ProcessedUpdate(Base):
     channel: Mapped[str] = mapped_column(String(32), primary_key=True)
     delivery_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     processed_at: Mapped[datetime]
+    #: the replies the message got (JSON), sent again when the platform delivers it again
+    replies: Mapped[str | None] = mapped_column(Text)
+
+
+class RateLimit(Base):
+    """How often something limited (a client address's messages, e-mails to an address) happened in one
+    window of time; shared by every process."""
+
+    __tablename__ = "rate_limits"
+
+    key: Mapped[str] = mapped_column(String(96), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer)
 
 
 class ChatLink(Base):

@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -37,6 +37,7 @@ from bot.registry.models import (
     Member,
     OutboxMessage,
     ProcessedUpdate,
+    RateLimit,
     Sponsor,
     Training,
     TranscriptEntry,
@@ -140,6 +141,63 @@ async def claim_delivery(db: Database, *, channel: str, delivery_id: str, now: d
     values = {"channel": channel, "delivery_id": delivery_id, "processed_at": now}
     result = await db.execute(_insert_ignoring_conflicts(_dialect(db), ProcessedUpdate.__tablename__), values)
     return bool(getattr(result, "rowcount", 0))
+
+
+_PROCESSED = Base.metadata.tables[ProcessedUpdate.__tablename__]
+_DELIVERY = (_PROCESSED.c.channel == bindparam("b_channel")) & (
+    _PROCESSED.c.delivery_id == bindparam("b_delivery_id")
+)
+_STORED_REPLIES = select(_PROCESSED.c.replies).where(_DELIVERY)
+_KEEP_REPLIES = update(_PROCESSED).where(_DELIVERY).values(replies=bindparam("b_replies"))
+_RATE_LIMITS = Base.metadata.tables[RateLimit.__tablename__]
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+async def stored_replies(db: Database, *, channel: str, delivery_id: str) -> str | None:
+    """The replies (JSON) kept for a delivery already handled, or None."""
+    found = await db.execute(_STORED_REPLIES, {"b_channel": channel, "b_delivery_id": delivery_id})
+    return found.scalar_one_or_none()
+
+
+async def keep_replies(db: Database, *, channel: str, delivery_id: str, replies: str) -> None:
+    """Keep the replies (JSON) a delivery got, with the delivery's claim, in the turn's transaction."""
+    values = {"b_channel": channel, "b_delivery_id": delivery_id, "b_replies": replies}
+    await db.execute(_KEEP_REPLIES, values)
+
+
+@functools.cache
+def _count_hit(dialect: str) -> Executable:
+    make_insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    statement = make_insert(_RATE_LIMITS)
+    return statement.on_conflict_do_update(
+        index_elements=[_RATE_LIMITS.c.key, _RATE_LIMITS.c.window_start],
+        set_={"hits": _RATE_LIMITS.c.hits + 1},
+    ).returning(_RATE_LIMITS.c.hits)
+
+
+async def count_hit(db: Database, *, key: str, window: timedelta, now: datetime) -> tuple[int, datetime]:
+    """Count one more use of ``key`` in the current window of ``window`` (fixed windows, aligned on a
+    fixed epoch): how many there have been in it, this one included, and when the window ends.
+
+    One ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``, so every process counts in the same row.
+    """
+    start = _EPOCH + ((now - _EPOCH) // window) * window
+    values = {"key": key, "window_start": start, "hits": 1}
+    hits = (await db.execute(_count_hit(_dialect(db)), values)).scalar_one()
+    return int(hits), start + window
+
+
+_PROBE_CONVERSATIONS = (
+    select(_CONVERSATIONS.c.id).limit(1).with_for_update(skip_locked=True)  # waits only for table locks
+)
+_PROBE_DELIVERY = insert(_PROCESSED).values(channel="health", delivery_id=bindparam("b_probe"))
+
+
+async def probe_writes(connection: AsyncConnection, *, now: datetime) -> None:
+    """What every turn does to start, in the caller's transaction (to be rolled back): lock a conversation
+    and claim a delivery. A held table lock or a stalled server makes it wait, as it would make turns."""
+    await connection.execute(_PROBE_CONVERSATIONS)
+    await connection.execute(_PROBE_DELIVERY, {"b_probe": f"probe-{now.timestamp()}", "processed_at": now})
 
 
 @dataclass(frozen=True, slots=True)
@@ -833,6 +891,7 @@ async def purge(
         "processed_deliveries": delete(ProcessedUpdate).where(
             ProcessedUpdate.processed_at < deliveries_before
         ),
+        "rate_limits": delete(RateLimit).where(RateLimit.window_start < now - timedelta(days=2)),
         "sent_mail": delete(OutboxMessage).where(
             OutboxMessage.sent_at.is_not(None), OutboxMessage.sent_at < sent_mail_before
         ),

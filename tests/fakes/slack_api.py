@@ -2,8 +2,11 @@
 
 Point slack-sdk at it with ``base_url``; ``rate_limit_next`` makes the next call answer 429 with
 Retry-After, as Slack does; ``hold`` (an event) keeps posts waiting until it is set, as a slow Slack
-would. Also serves ``/respond`` for slash-command ``response_url`` replies, and runs
-any extra Starlette routes (the app under test) on the same loopback server when asked.
+would. Like Slack, it refuses a message whose blocks, or a modal whose view, break Block Kit's rules
+(``invalid_blocks``, ``invalid_arguments``), checked with slack_sdk's own models. ``on_call`` runs before
+each answer (a test can make something else fail at that moment). Also serves ``/respond`` for
+slash-command ``response_url`` replies, and runs any extra Starlette routes (the app under test) on the
+same loopback server when asked.
 """
 
 from __future__ import annotations
@@ -11,11 +14,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
+from slack_sdk.errors import SlackObjectFormationError
+from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,6 +32,34 @@ from tests.fakes import LoopbackServer
 
 TEAM = "T0REGISTRY"
 BOT_USER = "UBOT"
+MAX_BLOCKS = 50  # a message holds at most 50 blocks
+
+
+def block_kit_errors(blocks: list[dict[str, Any]]) -> list[str]:
+    """What Slack would refuse in a message's blocks: each block and its elements checked by slack_sdk's
+    models (their ``validate_json`` does not look into an actions or context block's elements)."""
+    errors = [f"{len(blocks)} blocks (at most {MAX_BLOCKS})"] if len(blocks) > MAX_BLOCKS else []
+    for raw in blocks:
+        try:
+            block = Block.parse(raw)
+            assert block is not None, f"unknown block {raw.get('type')}"
+            block.validate_json()
+            elements = [*(getattr(block, "elements", None) or []), getattr(block, "element", None)]
+            for element in elements:
+                if hasattr(element, "validate_json"):
+                    element.validate_json()
+        except (SlackObjectFormationError, AssertionError) as error:
+            errors.append(f"{raw.get('type')}: {error}")
+    return errors
+
+
+def view_errors(view: dict[str, Any]) -> list[str]:
+    """What Slack would refuse in a modal: the view, then each of its blocks."""
+    try:
+        View(**view).validate_json()
+    except SlackObjectFormationError as error:
+        return [str(error)]
+    return block_kit_errors(view.get("blocks") or [])
 
 
 @dataclass
@@ -54,6 +89,7 @@ class FakeSlack:
         self.rate_limit_next = 0
         self.server_error_next = 0
         self.hold: asyncio.Event | None = None
+        self.on_call: Callable[[str], None] | None = None  # called with each method's name
         self.uploads: dict[str, bytes] = {}  # file id -> the bytes uploaded
         self._files = itertools.count(1)
         self._ts = itertools.count(1)
@@ -116,7 +152,13 @@ class FakeSlack:
             return JSONResponse(
                 {"ok": False, "error": "ratelimited"}, status_code=429, headers={"Retry-After": "1"}
             )
+        if self.on_call is not None:
+            self.on_call(method)
         self.calls.append(SlackCall(method, params))
+        if refused := self._refused(method, params):
+            return JSONResponse(
+                {"ok": False, "error": refused[0], "response_metadata": {"messages": refused}}
+            )
         if method == "auth.test":
             return JSONResponse(
                 {"ok": True, "team_id": TEAM, "user_id": BOT_USER, "bot_id": "B1", "team": "RB"}
@@ -143,6 +185,18 @@ class FakeSlack:
                 {"ok": True, "user": {"id": params.get("user"), "profile": {"display_name": name}}}
             )
         return JSONResponse({"ok": True})
+
+    def _refused(self, method: str, params: dict[str, Any]) -> list[str]:
+        """Slack's error and reasons when it would refuse the call's blocks or view; [] when it is fine."""
+        call = SlackCall(method, params)
+        if method in ("chat.postMessage", "chat.update", "chat.postEphemeral") and call.blocks:
+            errors = block_kit_errors(call.blocks)
+            return ["invalid_blocks", *errors] if errors else []
+        if method == "views.open":
+            view = params.get("view")
+            errors = view_errors(json.loads(view) if isinstance(view, str) else dict(view or {}))
+            return ["invalid_arguments", *errors] if errors else []
+        return []
 
 
 class FakeSocketMode:
