@@ -57,8 +57,6 @@ class Settings(BaseSettings):
     # Messages all web visitors from one client address may send per minute together (counted in the
     # database, so every process shares the count); 0 turns it off.
     client_rate_limit_per_minute: int = 30
-    # Hand-offs to a person that one client address may ask for in an hour (a new web visitor is free).
-    client_handoffs_per_hour: int = 5
     # A turn that cannot finish in this many seconds (a stalled database) gets the apology with the help
     # desk's phone number, and its message is delivered again later. PostgreSQL also ends a statement
     # after database_statement_timeout seconds and a wait for a lock after database_lock_timeout.

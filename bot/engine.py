@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 import weakref
@@ -195,9 +194,10 @@ class Engine:
         limit = self.settings.client_rate_limit_per_minute
         if limit <= 0 or not inbound.client:
             return "ok"
-        key = "client:" + hashlib.sha256(inbound.client.encode()).hexdigest()[:40]
         async with self.database.begin() as connection:
-            hits, _ = await repo.count_hit(connection, key=key, window=RATE_WINDOW, now=self.clock())
+            hits, _ = await repo.count_hit(
+                connection, kind="messages", value=inbound.client, window=RATE_WINDOW, now=self.clock()
+            )
         if hits <= limit:
             return "ok"
         return "warn" if hits == limit + 1 else "drop"

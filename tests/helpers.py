@@ -126,7 +126,7 @@ async def one(app: App, model: type[T], *where: Any) -> T:
 
 @contextlib.asynccontextmanager
 async def database_away(app: App, tmp_path: Path) -> AsyncIterator[None]:
-    """The engine's database cannot be reached inside the block (a wrong address), and is back after."""
+    """The app's database cannot be reached inside the block (a wrong address), and is back after."""
     url = str(app.database.url)
     unreachable = (
         f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'registry.db'}"
@@ -135,8 +135,10 @@ async def database_away(app: App, tmp_path: Path) -> AsyncIterator[None]:
     )
     working, broken = app.engine.database, make_engine(unreachable)
     app.engine.database = broken
+    app.sessionmaker.configure(bind=broken)
     try:
         yield
     finally:
         app.engine.database = working
+        app.sessionmaker.configure(bind=working)
         await broken.dispose()

@@ -19,7 +19,8 @@ import pytest
 
 from bot.app import App
 from bot.channels.web import WebChat
-from tests.helpers import latest_mail
+from bot.registry.models import TranscriptEntry
+from tests.helpers import count_rows, database_away, latest_mail
 from tests.test_flows import enrollment_status
 from tests.test_server import running_server
 
@@ -189,3 +190,33 @@ async def test_maria_withdraws_from_a_training_in_spanish_in_the_browser(app: Ap
         )
         assert hrefs and all(h[0].startswith("https://") and h[1] == "_blank" for h in hrefs)
         assert all("noopener" in h[2] for h in hrefs)
+
+
+async def test_a_message_the_server_could_not_keep_stays_on_the_page_and_is_answered_once(
+    app: App, browser: Browser, tmp_path: Path
+) -> None:
+    async with running_server(app, [WebChat(app)]) as (url, _):
+        await browser.run(browser.driver.get, url + "/?lang=es")
+        await browser.wait_for("document.documentElement.lang === 'es'", what="the Spanish page")
+        async with database_away(app, tmp_path):
+            box = await browser.run(browser.driver.find_element, By.ID, "message")
+            await browser.run(box.send_keys, "olvidé mi contraseña")
+            await browser.run(box.send_keys, Keys.ENTER)
+            await browser.wait_for(
+                "document.querySelector('.message.member.pending')"
+                " && document.getElementById('log').innerText.indexOf('(855) 645-0826') >= 0",
+                what="the message marked as not delivered, and the apology",
+            )
+            status = await browser.script("return document.getElementById('status').innerText;")
+            assert "Todavía no" in status or "intentando" in status
+        # the database is back: the page offers the message again, with the same delivery id
+        await browser.wait_for(
+            "!document.querySelector('.message.member.pending')"
+            " && document.getElementById('log').innerText.indexOf('Olvidó su contraseña') >= 0",
+            what="the answer once the message was kept",
+        )
+        members = await browser.script(
+            "return Array.from(document.querySelectorAll('.message.member')).map(m => m.innerText);"
+        )
+        assert len(members) == 1  # nobody had to type it again
+    assert await count_rows(app, TranscriptEntry, direction="in") == 1

@@ -10,9 +10,15 @@ from pathlib import Path
 import pytest
 
 from bot.app import App
-from bot.registry.models import OutboxMessage, ProcessedUpdate, TranscriptEntry, VerificationCode
+from bot.registry.models import (
+    OutboxMessage,
+    ProcessedUpdate,
+    TranscriptEntry,
+    UnansweredQuestion,
+    VerificationCode,
+)
 from tests.conftest import Clock
-from tests.helpers import Chatter, count_rows, latest_mail, verify
+from tests.helpers import Chatter, count_rows, latest_mail, rows, verify
 from tests.test_cli import run
 
 MARIA = ("10000001", "maria.lopez@example.org")
@@ -56,3 +62,29 @@ async def test_logs_hold_no_email_code_or_message_text(app: App, caplog: pytest.
     logged = "\n".join(record.getMessage() + str(record.__dict__) for record in caplog.records)
     for secret in (MARIA[1], code.group(0), "hija", "enferma"):
         assert secret not in logged
+
+
+async def test_what_a_paused_member_types_is_kept_for_staff_without_their_details(app: App) -> None:
+    member = Chatter(app.engine, "locked-out")
+    await member.say("verify my account")
+    await member.say(MARIA[0])
+    await member.say(MARIA[1])
+    for _ in range(5):
+        await member.say("000000")
+    assert "paused" in member.last[0].text
+    # the flow is over: what comes next is read as questions, and what no article answers is kept
+    for typed in (
+        MARIA[0],
+        f"my id is {MARIA[0]} and my e-mail is {MARIA[1]}",
+        "the code was 123456, call me at (213) 555-0199",
+        "我的邮箱是maria.lopez@example.org，代码１２３４５６",
+    ):
+        await member.say(typed)
+    kept = [row.text for row in await rows(app, UnansweredQuestion)]
+    assert len(kept) >= 3, kept
+    for text in kept:
+        for detail in (MARIA[0], MARIA[1], "123456", "555-0199", "１２３４５６"):
+            assert detail not in text
+    assert any("[e-mail]" in text and "[number]" in text for text in kept)
+    stats = await app.helpdesk.stats(days=7)  # what staff see with /registry stats
+    assert MARIA[1] not in str(stats) and MARIA[0] not in str(stats)

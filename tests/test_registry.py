@@ -29,6 +29,7 @@ TABLES = {
     "conversations",
     "transcripts",
     "processed_updates",
+    "rate_limits",
     "chat_links",
     "feedback",
     "unanswered_questions",

@@ -23,12 +23,14 @@ from starlette.routing import Route
 from bot.app import App
 from bot.channels.web import WebChat, create_asgi
 from bot.engine import NotStored
+from bot.flows.handoff import HANDOFFS_PER_CLIENT
 from bot.registry.models import Escalation, OutboxMessage, TranscriptEntry
 from tests.conftest import Clock
 from tests.helpers import Chatter, count_rows, database_away, emailed_code, latest_mail, rows
 
 SECRET = b"test-secret-for-the-web-chat-cookie"
 MARIA = ("10000001", "maria.lopez@example.org")
+JSON = {"Content-Type": "application/json"}
 Clients = Callable[..., httpx.AsyncClient]
 
 
@@ -109,7 +111,7 @@ async def test_new_visitors_from_one_address_share_its_limit(
 async def test_new_visitors_from_one_address_cannot_flood_the_help_desk(
     app: App, clients: Clients, clock: Clock
 ) -> None:
-    limit = app.settings.client_handoffs_per_hour
+    limit = HANDOFFS_PER_CLIENT[0]
     for visitor in range(limit + 3):
         client = clients("198.51.100.23")
         await post(client, text="I need to talk to a person")
@@ -123,26 +125,31 @@ async def test_new_visitors_from_one_address_cannot_flood_the_help_desk(
     assert len(await rows(app, Escalation)) == limit
 
 
+async def ask_for_the_id(member: Chatter) -> None:
+    assert "send your Registry ID by e-mail" in await member.say("I forgot my Registry ID")
+    assert "e-mail" in await member.say("yes please")
+
+
 async def test_registry_id_e_mails_are_limited_per_address_in_every_chat(app: App, clock: Clock) -> None:
     # ten chats ask for the ID of one address: one e-mail goes out; the answers do not say whether it is known
     for chat in range(10):
         member = Chatter(app.engine, f"id-seeker-{chat}")
-        await member.say("I forgot my Registry ID")
+        await ask_for_the_id(member)
         await member.say(MARIA[1])
     assert await count_rows(app, OutboxMessage, recipient=MARIA[1]) == 1
     unknown = Chatter(app.engine, "id-seeker-unknown")
-    await unknown.say("I forgot my Registry ID")
+    await ask_for_the_id(unknown)
     first = await unknown.say("nobody@example.org")
     other = Chatter(app.engine, "id-seeker-unknown-2")
-    await other.say("I forgot my Registry ID")
+    await ask_for_the_id(other)
     limited = await other.say("nobody@example.org")
     known = Chatter(app.engine, "id-seeker-known")
-    await known.say("I forgot my Registry ID")
+    await ask_for_the_id(known)
     assert await known.say(MARIA[1]) == limited  # the same answer whether or not the address is on file
     assert first != limited
     clock.now += timedelta(minutes=11)
     again = Chatter(app.engine, "id-seeker-later")
-    await again.say("I forgot my Registry ID")
+    await ask_for_the_id(again)
     assert await again.say(MARIA[1]) == first
     assert (await latest_mail(app.sessionmaker, MARIA[1])) is not None
 
@@ -222,15 +229,17 @@ async def test_hostile_text_gets_a_clear_answer_and_the_logs_hold_nothing_person
     caplog.set_level(logging.DEBUG)
     client = clients()
     raw = b'{"delivery_id": "hostile-0001", "text": "verify my account\\u0000 \\ud800please"}'
-    response = await client.post("/api/messages", content=raw, headers={"Content-Type": "application/json"})
+    response = await client.post("/api/messages", content=raw, headers=JSON)
     assert response.status_code == 200 and response.json()["replies"]
     for answer in (MARIA[0], MARIA[1] + "\u0000"):
         response = await post(client, text=answer)
         assert response.status_code == 200
     code = await emailed_code(app.sessionmaker, MARIA[1])
-    assert (await post(client, text=f"\ud83d{code}\x00")).status_code == 200
+    half_an_emoji = b'{"delivery_id": "hostile-0003", "text": "\\ud83d' + code.encode() + b'\\u0000"}'
+    response = await client.post("/api/messages", content=half_an_emoji, headers=JSON)
+    assert response.status_code == 200 and "now linked" in response.json()["replies"][0]["text"]
     deep = b'{"delivery_id": "hostile-0002", "text": ' + b"[" * 30000 + b"]" * 30000 + b"}"
-    response = await client.post("/api/messages", content=deep, headers={"Content-Type": "application/json"})
+    response = await client.post("/api/messages", content=deep, headers=JSON)
     assert response.status_code == 400 and response.json()["error"] == "invalid"
     stored = [entry.text for entry in await rows(app, TranscriptEntry, TranscriptEntry.direction == "in")]
     assert stored[0] == "verify my account please"

@@ -11,7 +11,9 @@ from bot.messages import Reply
 from bot.registry import repo
 from bot.turn import Turn
 
-MAX_SENDS_PER_HOUR = 3
+MAX_SENDS_PER_HOUR = 3  # from one chat
+# to one address, whichever chat asks and whether or not the address is on file (design.md, Identity)
+SENDS_PER_ADDRESS = ((1, timedelta(minutes=10)), (5, timedelta(days=1)))
 
 
 class FindRegistryId(Flow):
@@ -33,7 +35,12 @@ class FindRegistryId(Flow):
         cutoff = turn.now - timedelta(hours=1)
         sends = [s for s in turn.memory.get("registry_id_sends", []) if datetime.fromisoformat(s) > cutoff]
         if len(sends) >= MAX_SENDS_PER_HOUR:
-            return Done((Reply(turn.render("flows/find-registry-id/slow_down")),))
+            return Done((Reply(turn.render("flows/find-registry-id/slow_down", until=None)),))
+        until = await repo.over_limit(
+            turn.connection, kind="registry-id-mail", value=email, limits=SENDS_PER_ADDRESS, now=turn.now
+        )
+        if until is not None:
+            return Done((Reply(turn.render("flows/find-registry-id/slow_down", until=until)),))
         turn.memory["registry_id_sends"] = [*sends, turn.now.isoformat()]
         for member in await repo.members_by_email(turn.session, registry=turn.profile.key, email=email):
             turn.email("registry_id", member.email, member=member)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from bot.flows.base import Flow, FlowState, Reask
 from bot.i18n import N_
 from bot.messages import Reply
@@ -9,6 +11,9 @@ from bot.registry import repo
 from bot.turn import Turn
 
 MIN_QUESTION = 3
+# hand-offs one client address (every web visitor from it) may ask for in an hour: a new visitor is free,
+# and each hand-off puts a card in front of the help desk
+HANDOFFS_PER_CLIENT = (5, timedelta(hours=1))
 
 
 class Handoff(Flow):
@@ -25,6 +30,13 @@ class Handoff(Flow):
         return question
 
     async def complete(self, turn: Turn, state: FlowState) -> list[Reply]:
+        client = turn.inbound.client
+        if client:
+            until = await repo.over_limit(
+                turn.connection, kind="handoffs", value=client, limits=(HANDOFFS_PER_CLIENT,), now=turn.now
+            )
+            if until is not None:
+                return [Reply(turn.render("flows/handoff/busy", until=until))]
         hours = turn.hours
         is_open = bool(hours and hours.is_open(turn.now))
         escalation = await repo.open_escalation(

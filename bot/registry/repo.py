@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -175,16 +176,32 @@ def _count_hit(dialect: str) -> Executable:
     ).returning(_RATE_LIMITS.c.hits)
 
 
-async def count_hit(db: Database, *, key: str, window: timedelta, now: datetime) -> tuple[int, datetime]:
-    """Count one more use of ``key`` in the current window of ``window`` (fixed windows, aligned on a
-    fixed epoch): how many there have been in it, this one included, and when the window ends.
+async def count_hit(
+    db: Database, *, kind: str, value: str, window: timedelta, now: datetime
+) -> tuple[int, datetime]:
+    """Count one more use of ``value`` (a client address, an e-mail address: stored only as a digest) for
+    ``kind`` in the current window of ``window`` (fixed windows, aligned on a fixed epoch): how many there
+    have been in it, this one included, and when the window ends.
 
     One ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``, so every process counts in the same row.
     """
     start = _EPOCH + ((now - _EPOCH) // window) * window
+    key = f"{kind}:{int(window.total_seconds())}:{hashlib.sha256(value.encode()).hexdigest()[:40]}"
     values = {"key": key, "window_start": start, "hits": 1}
     hits = (await db.execute(_count_hit(_dialect(db)), values)).scalar_one()
     return int(hits), start + window
+
+
+async def over_limit(
+    db: Database, *, kind: str, value: str, limits: Sequence[tuple[int, timedelta]], now: datetime
+) -> datetime | None:
+    """Count one more use and check it against each ``(at most, per window)``: None when it is within all
+    of them, else when the first one it passes lets it happen again."""
+    for most, window in limits:
+        hits, ends = await count_hit(db, kind=kind, value=value, window=window, now=now)
+        if hits > most:
+            return ends
+    return None
 
 
 _PROBE_CONVERSATIONS = (
@@ -307,17 +324,34 @@ async def recent_transcript(
     return list(reversed((await session.execute(query)).scalars().all()))
 
 
+_EMAIL_IN_TEXT = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
+_NUMBER_IN_TEXT = re.compile(r"\+?\(?\d[\d\s().\-]*\d")
+_MIN_PERSONAL_DIGITS = 5  # a Registry ID, a code, a phone number; "2024" or "40 hours" stay
+
+
+def mask_personal(text: str) -> str:
+    """``text`` with e-mail addresses and long numbers (IDs, codes, phone numbers) replaced by a mark."""
+    text = _EMAIL_IN_TEXT.sub("[e-mail]", text)
+
+    def number(match: re.Match[str]) -> str:
+        digits = sum(character.isdigit() for character in match[0])
+        return "[number]" if digits >= _MIN_PERSONAL_DIGITS else match[0]
+
+    return _NUMBER_IN_TEXT.sub(number, text)
+
+
 async def record_unanswered(
     db: Database, *, conversation_id: int, registry: str, text: str, language: str, now: datetime
 ) -> None:
-    """Keep a question no article answered: the content gaps staff review."""
+    """Keep a question no article answered (the content gaps staff review), without the e-mail addresses
+    and numbers a member may have typed in it."""
     await db.execute(
         _INSERT_UNANSWERED,
         {
             "conversation_id": conversation_id,
             "registry": registry,
             "language": language,
-            "text": text,
+            "text": mask_personal(text),
             "created_at": now,
         },
     )

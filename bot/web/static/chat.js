@@ -149,16 +149,52 @@
     } catch (e) { /* storage may be off */ }
   }
 
+  var PENDING_FIRST = 2000, PENDING_MAX = 30000;  // ms between offers of a message the server could not keep
+
+  function wait(ms) { return new Promise(function (resolve) { window.setTimeout(resolve, ms); }); }
+
   function post(body, isForm, attempt) {
     var options = { method: "POST", credentials: "same-origin", body: body };
     if (!isForm) { options.headers = { "Content-Type": "application/json" }; }
     return window.fetch("/api/messages", options).catch(function (problem) {
       // the same delivery id again: if the first attempt did reach the server it is not processed twice
       if (attempt < 2) {
-        return new Promise(function (resolve) { window.setTimeout(resolve, 800 * (attempt + 1)); })
-          .then(function () { return post(body, isForm, attempt + 1); });
+        return wait(800 * (attempt + 1)).then(function () { return post(body, isForm, attempt + 1); });
       }
       throw problem;
+    });
+  }
+
+  function answer(response) {
+    return response.json().catch(function () { return {}; }).then(function (data) {
+      if (response.status === 503 && data.pending) { data.stillPending = true; return data; }
+      if (!response.ok) {
+        var error = new Error(data.error || "http");
+        error.code = response.status === 413 ? "too_large" : data.error;
+        throw error;
+      }
+      return data;
+    });
+  }
+
+  // The server could not keep the message (its database is away): the message stays on the page, marked
+  // as not delivered, and is offered again with the same delivery id until it is kept and answered.
+  function deliver(body, isForm, bubble, delay, apologized) {
+    return post(body, isForm, 0).then(answer, function (problem) {
+      if (problem instanceof TypeError) { return { stillPending: true, replies: [] }; }
+      throw problem;
+    }).then(function (data) {
+      if (!data.stillPending) {
+        if (bubble) { bubble.classList.remove("pending"); bubble.removeAttribute("aria-describedby"); }
+        return data;
+      }
+      if (bubble) { bubble.classList.add("pending"); bubble.setAttribute("aria-describedby", "status"); }
+      if (!apologized && data.replies && data.replies.length) { data.replies.forEach(addReply); }
+      setBusy(true, t.pending);
+      var told = apologized || Boolean(data.replies && data.replies.length);
+      return wait(delay).then(function () {
+        return deliver(body, isForm, bubble, Math.min(delay * 2, PENDING_MAX), told);
+      });
     });
   }
 
@@ -179,19 +215,8 @@
     showError("");
     var bubble = shown ? addMessage("member", shown) : null;
     setBusy(true, isForm ? fill(t.uploading, file.name) : t.sending);
-    return post(body, isForm, 0)
-      .then(function (response) {
-        return response.json().catch(function () { return {}; }).then(function (data) {
-          if (!response.ok) {
-            var error = new Error(data.error || "http");
-            error.code = response.status === 413 ? "too_large" : data.error;
-            throw error;
-          }
-          return data;
-        });
-      })
+    return deliver(body, isForm, bubble, PENDING_FIRST, false)
       .then(function (data) {
-        if (data.duplicate) { return loadHistory(false); }
         var items = data.replies.map(addReply);
         // long answers are read from their start: scroll to the question (or the first reply), not the end
         var top = bubble || items[0];
@@ -202,7 +227,6 @@
       .catch(function (problem) {
         if (bubble) { bubble.remove(); }
         if (problem.code === "too_large") { showError(t.errorTooLarge); }
-        else if (problem instanceof TypeError) { showError(t.errorNetwork); }
         else { showError(t.errorGeneric); }
         return null;
       })
