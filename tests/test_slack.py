@@ -808,13 +808,18 @@ async def _audits(desk: Desk) -> dict[str, AuditRequest]:
         return {a.reference: a for a in (await session.execute(select(AuditRequest))).scalars()}
 
 
+async def handed_off(desk: Desk, user_id: str) -> str:
+    """A member asks for a person; the thread of the hand-off's card in Slack."""
+    member = Chatter(desk.app.engine, user_id)
+    await member.say("talk to a person")
+    await member.say("Where is my certificate?")
+    return str((await escalation(desk.app)).slack_ts)
+
+
 async def test_a_thread_reply_from_someone_not_on_the_staff_list_is_explained_to_them(
     desk: Desk, caplog: pytest.LogCaptureFixture
 ) -> None:
-    member = Chatter(desk.app.engine, "waiting")
-    await member.say("talk to a person")
-    await member.say("Where is my certificate?")
-    thread = str((await escalation(desk.app)).slack_ts)
+    thread = await handed_off(desk, "waiting")
     reply = desk.event(
         {
             "type": "message",
@@ -849,10 +854,7 @@ async def test_an_event_is_acknowledged_only_once_its_effect_is_stored(desk: Des
     from bot.registry.models import ProcessedUpdate
     from bot.registry.session import make_engine
 
-    member = Chatter(desk.app.engine, "stored")
-    await member.say("talk to a person")
-    await member.say("Where is my certificate?")
-    thread = str((await escalation(desk.app)).slack_ts)
+    thread = await handed_off(desk, "stored")
     reply = desk.event(
         {
             "type": "message",
