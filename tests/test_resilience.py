@@ -3,6 +3,8 @@ handled twice, nothing personal in the logs."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
 import re
 import uuid
@@ -21,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bot.app import App
+from bot.channels import console
 from bot.channels.web import WebChat, create_asgi
 from bot.engine import NotStored
 from bot.flows.handoff import HANDOFFS_PER_CLIENT
@@ -275,3 +278,32 @@ async def test_metrics_need_the_token_and_count_every_500(make_app: Callable[...
 async def test_without_a_token_metrics_answer_only_this_machine(app: App, clients: Clients) -> None:
     assert (await clients("198.51.100.1").get("/metrics")).status_code == 401
     assert (await clients("127.0.0.1").get("/metrics")).status_code == 200
+
+
+async def test_a_database_error_never_quotes_what_a_member_sent(app: App) -> None:
+    # the error a failed statement raises is what a traceback would log: without its parameters
+    with pytest.raises(Exception) as failed:
+        async with app.database.begin() as connection:
+            statement = text("INSERT INTO members (id, registry_id) VALUES (:id, :registry_id)")
+            await connection.execute(statement, {"id": 1, "registry_id": MARIA[1]})  # id 1 exists
+    assert MARIA[1] not in str(failed.value) and "hidden" in str(failed.value).lower()
+
+
+async def test_the_terminal_keeps_a_line_until_it_is_stored(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(console, "RETRY_FIRST", 0.05)
+    chat = console.ConsoleChat(app.engine, user_id="terminal")
+    told = io.StringIO()
+    async with database_away(app, tmp_path):
+        sending = asyncio.create_task(chat.send("olvidé mi contraseña", told=told))
+        async with asyncio.timeout(10):
+            while "(855) 645-0826" not in told.getvalue():
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # offered again meanwhile, and still waiting
+        assert not sending.done()
+    async with asyncio.timeout(10):
+        replies = await sending
+    assert "Olvidó su contraseña" in replies[-1].text
+    assert told.getvalue().count("(855) 645-0826") == 1  # the apology once, not at every offer
+    assert await count_rows(app, TranscriptEntry, direction="in") == 1
