@@ -259,13 +259,14 @@ def _db(args: argparse.Namespace, settings: Settings, registry: str) -> int:
 
 
 def _kb(args: argparse.Namespace, settings: Settings, registry: str) -> int:
+    from bot import wording
     from bot.flows import FLOWS
     from bot.knowledge import check
 
     root = settings.content_dir / "knowledge"
     if args.action == "train":
         return _train(args, settings, KnowledgeBase.load(root))
-    problems = check(root, known_flows=FLOWS)
+    problems = check(root, known_flows=FLOWS) + wording.check(settings.content_dir)
     if not problems:
         from bot.understanding.train import stale_models
 
