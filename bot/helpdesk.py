@@ -352,7 +352,8 @@ class HelpDesk:
                 audit = await session.get(AuditRequest, row.audit_request_id)
                 if audit is not None:
                     audit.status, audit.decided_by, audit.decided_at = "approved", user, now
-                    audit.decision_note = f"approved on appeal {row.reference}"
+                    audit.decision_note = None  # the denial's reason no longer holds; the status list
+                    # names the appeal, in the member's language
             member = await session.get(Member, row.member_id)
             assert member is not None
             outcome = "approved" if approve else "denied"

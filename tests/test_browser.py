@@ -220,3 +220,36 @@ async def test_a_message_the_server_could_not_keep_stays_on_the_page_and_is_answ
         )
         assert len(members) == 1  # nobody had to type it again
     assert await count_rows(app, TranscriptEntry, direction="in") == 1
+
+
+async def test_the_language_selector_follows_the_conversation(app: App, browser: Browser) -> None:
+    async with running_server(app, [WebChat(app)]) as (url, _):
+        await browser.run(browser.driver.get, url + "/?lang=en")
+        await browser.wait_for("document.documentElement.lang === 'en'", what="the English page")
+        assert "Olvidó su contraseña" in await browser.say("olvidé mi contraseña, ¿qué hago?")
+        assert await browser.script("return document.getElementById('lang').value;") == "es"
+        # choosing English now does something: the page and the conversation turn English
+        select = Select(await browser.run(browser.driver.find_element, By.ID, "lang"))
+        await browser.run(select.select_by_value, "en")
+        await browser.wait_for("document.documentElement.lang === 'en'", what="the page in English again")
+        assert "Forgot Password" in await browser.say("I forgot my password")
+
+
+async def test_a_file_over_10_mb_is_refused_once_and_the_next_message_goes(
+    app: App, browser: Browser, tmp_path: Path
+) -> None:
+    big = tmp_path / "scan.pdf"
+    big.write_bytes(b"%PDF-1.4\n" + b"0" * (10 * 1024 * 1024))
+    async with running_server(app, [WebChat(app)]) as (url, _):
+        await browser.run(browser.driver.get, url + "/?lang=en")
+        await browser.wait_for("document.documentElement.lang === 'en'", what="the English page")
+        chooser = await browser.run(browser.driver.find_element, By.ID, "file")
+        await browser.run(chooser.send_keys, str(big))
+        box = await browser.run(browser.driver.find_element, By.ID, "message")
+        await browser.run(box.send_keys, Keys.ENTER)
+        await browser.wait_for(
+            "document.getElementById('error').innerText.indexOf('10 MB') >= 0", what="the size error"
+        )
+        assert await browser.script("return document.getElementById('file').files.length;") == 0
+        assert "Forgot Password" in await browser.say("I forgot my password")  # not blocked by the file
+        assert "10 MB" not in await browser.script("return document.getElementById('error').innerText;")

@@ -151,7 +151,9 @@ def test_a_number_typed_in_the_next_run_presses_the_button_shown_last(tmp_path: 
     first = run(["chat", "--user", "ana"], tmp_path, "how do I withdraw from a training?\n")
     assert "[1] Yes, start now" in first.stdout, first.stdout
     second = run(["chat", "--user", "ana"], tmp_path, "When you can't withdraw from a training\n")  # typed
-    assert second.stdout.startswith("**When you can't withdraw from a training**"), second.stdout
+    # the title, read as words: no Markdown stars in a terminal (bold only on an interactive one)
+    assert second.stdout.startswith("When you can't withdraw from a training\n"), second.stdout
+    assert "**" not in first.stdout + second.stdout
     third = run(["chat", "--user", "bo"], tmp_path, "how do I withdraw from a training?\n")
     assert "[1] Yes, start now" in third.stdout
     fourth = run(["chat", "--user", "bo"], tmp_path, "1\n")  # a new terminal session
@@ -175,3 +177,11 @@ def test_chinese_status_needs_verification_first(tmp_path: Path) -> None:
     code = code_from_outbox(tmp_path, "wei.chen@example.org")
     done = run(["chat", "--user", "wei"], tmp_path, f"{code}\n")
     assert "AUD-DEMO-0002" in done.stdout, done.stdout
+
+
+def test_the_terminal_shows_markdown_as_text_and_bold_only_when_it_can() -> None:
+    from bot.channels.console import BOLD_OFF, BOLD_ON, plain_text
+
+    reply = "**Forgot Password**: see [the help page](https://example.org/help)."
+    assert plain_text(reply) == "Forgot Password: see the help page (https://example.org/help)."
+    assert plain_text(reply, styled=True).startswith(f"{BOLD_ON}Forgot Password{BOLD_OFF}:")

@@ -136,6 +136,10 @@ async def test_an_audit_denied_then_appealed_then_approved(
     assert appeal_now is not None and (appeal_now.status, appeal_now.decided_by) == ("approved", "UDIR")
     assert audit_now is not None and audit_now.status == "approved"
     assert "批准了您的申诉" in chats.texts("wei")[-1]
+    # her status list says so in her language, naming the appeal, with no English note from the system
+    status = await member.say("我的审核进度怎么样了？")
+    line = next(line for line in status.splitlines() if "AUD-DEMO-0002" in line)
+    assert appeal_now.reference in line and "approved" not in line and "9 units" not in line
 
 
 async def test_staff_commands(staffed: tuple[App, Chats, list[tuple[str, int]]]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from typing import TextIO
 
@@ -16,9 +17,21 @@ CHANNEL = "console"
 RETRY_FIRST, RETRY_MAX = 1.0, 30.0  # seconds between offers of a line the database could not store yet
 
 
-def format_reply(reply: Reply, *, numbered_from: int = 1) -> str:
+_BOLD = re.compile(r"\*\*(?=\S)([^\n]*?\S)\*\*")
+_LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^)\s]+)\)")
+BOLD_ON, BOLD_OFF = "\033[1m", "\033[0m"
+
+
+def plain_text(text: str, *, styled: bool = False) -> str:
+    """The engine's light Markdown as terminal text: ``**bold**`` in bold on a terminal that shows it (else
+    just the words), ``[label](url)`` as "label (url)"."""
+    text = _LINK.sub(r"\1 (\2)", text)
+    return _BOLD.sub(rf"{BOLD_ON}\1{BOLD_OFF}" if styled else r"\1", text)
+
+
+def format_reply(reply: Reply, *, numbered_from: int = 1, styled: bool = False) -> str:
     """A reply as terminal text: the message, numbered choices, then links."""
-    lines = [reply.text]
+    lines = [plain_text(reply.text, styled=styled)]
     for number, choice in enumerate(reply.choices, start=numbered_from):
         lines.append(f"  [{number}] {choice.label}")
     for link in reply.links:
@@ -64,10 +77,10 @@ class ConsoleChat:
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
 
-    def render(self, replies: list[Reply]) -> str:
+    def render(self, replies: list[Reply], *, styled: bool = False) -> str:
         blocks, number = [], 1
         for reply in replies:
-            blocks.append(format_reply(reply, numbered_from=number))
+            blocks.append(format_reply(reply, numbered_from=number, styled=styled))
             number += len(reply.choices)
         return "\n\n".join(blocks)
 
@@ -89,7 +102,7 @@ async def run(engine: Engine, *, user_id: str, language: str | None, stdin: Text
         if not line.strip() and not interactive:
             continue
         replies = await chat.send(line, told=stdout)
-        stdout.write(chat.render(replies) + "\n")
+        stdout.write(chat.render(replies, styled=stdout.isatty()) + "\n")
         if not interactive:
             stdout.write("\n")
         stdout.flush()

@@ -20,7 +20,11 @@ class RequestStatus(Flow):
         assert turn.member is not None
         audits = await repo.audit_requests_of(turn.session, member_id=turn.member.id)
         appeals = await repo.appeals_of(turn.session, member_id=turn.member.id)
-        return Done((Reply(turn.render("flows/status/list", audits=audits, appeals=appeals)),))
+        # an audit approved because an appeal overturned its denial is shown with that appeal
+        overturned = {a.audit_request_id: a.reference for a in appeals if a.status == "approved"}
+        return Done(
+            (Reply(turn.render("flows/status/list", audits=audits, appeals=appeals, overturned=overturned)),)
+        )
 
     async def complete(self, turn: Turn, state: FlowState) -> list[Reply]:  # pragma: no cover - no slots
         return []

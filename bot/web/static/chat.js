@@ -198,6 +198,15 @@
     });
   }
 
+  // the conversation may change language (the member wrote in Spanish): the selector follows it
+  function followLanguage(lang) {
+    if (!lang || lang === root.dataset.lang) { return; }
+    root.dataset.lang = lang;
+    if (Array.prototype.some.call(language.options, function (o) { return o.value === lang; })) {
+      language.value = lang;
+    }
+  }
+
   function send(message, shown, file) {
     var id = deliveryId();
     var body;
@@ -217,6 +226,7 @@
     setBusy(true, isForm ? fill(t.uploading, file.name) : t.sending);
     return deliver(body, isForm, bubble, PENDING_FIRST, false)
       .then(function (data) {
+        followLanguage(data.lang);
         var items = data.replies.map(addReply);
         // long answers are read from their start: scroll to the question (or the first reply), not the end
         var top = bubble || items[0];
@@ -268,14 +278,17 @@
     event.preventDefault();
     if (busy) { return; }
     var text = input.value.trim();
-    var files = Array.prototype.slice.call(fileInput.files || []);
-    if (!text && !files.length) { showError(t.errorEmpty); input.focus(); return; }
-    var tooLarge = files.filter(function (file) { return file.size > MAX_FILE; });
-    if (tooLarge.length) { showError(t.errorTooLarge); fileInput.focus(); return; }
+    var chosen = Array.prototype.slice.call(fileInput.files || []);
+    if (!text && !chosen.length) { showError(t.errorEmpty); input.focus(); return; }
+    // a file over the limit is taken off the selection (said once); the text and the other files go
+    var files = chosen.filter(function (file) { return file.size <= MAX_FILE; });
     input.value = "";
     fileInput.value = "";
     var first = text ? send({ text: text }, text) : Promise.resolve();
-    first.then(function () { return sendFiles(files, 0); }).then(function () { input.focus(); });
+    first.then(function () { return sendFiles(files, 0); }).then(function () {
+      if (files.length < chosen.length) { showError(t.errorTooLarge); }
+      input.focus();
+    });
   });
 
   input.addEventListener("keydown", function (event) {
