@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     # Signs the web chat's conversation cookie; a random one per process when unset (set it in production,
     # or visitors lose their conversation when the process restarts).
     web_secret: SecretStr | None = None
+    # Origins of the sites that may embed the chat with /widget.js (comma-separated in the environment,
+    # e.g. "https://www.caregistry.org"); none: the chat can only be its own page.
+    web_embed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Telegram: polling when only the token is set, webhook mode when a public webhook URL is set too.
     telegram_token: SecretStr | None = None
     telegram_base_url: str = "https://api.telegram.org/bot"
@@ -93,7 +96,9 @@ class Settings(BaseSettings):
     slack_operations_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
     slack_director_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("slack_staff_ids", "slack_operations_ids", "slack_director_ids", mode="before")
+    @field_validator(
+        "slack_staff_ids", "slack_operations_ids", "slack_director_ids", "web_embed_origins", mode="before"
+    )
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

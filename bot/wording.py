@@ -28,7 +28,7 @@ _URL = re.compile(r"(?:https?://|www\.)[A-Za-z0-9.-]+(?:/[^\s<>()\[\]\"'，。�
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 _NUMBER = re.compile(r"(?<![A-Za-z0-9.,/-])\d+(?:[.,]\d+)?(?![A-Za-z0-9])")  # Chinese may touch it
 _LIST_MARKER = re.compile(r"^\s*\d+\.\s", re.M)
-_PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]|\{\{\s*(\w+)\s*\}\}")
+_PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]|\{\{\s*(\w+)\s*\}\}|\{(\w+)\}")
 # small words a Title Case interface label may hold in lower case ("Change of Hours", "Sign in")
 _CONNECTORS = frozenset("a an and at by for in into of on or the to my your with".split())
 _MAX_LABEL_WORDS = 6
@@ -191,7 +191,7 @@ def check_templates(templates: Path, terms: list[Term]) -> list[str]:
 
 
 def _placeholders(text: str) -> set[str]:
-    return {a or b for a, b in _PLACEHOLDER.findall(text)}
+    return {a or b or c for a, b, c in _PLACEHOLDER.findall(text)}
 
 
 def check(content_dir: Path) -> list[str]:

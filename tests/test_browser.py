@@ -11,16 +11,26 @@ import asyncio
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
 
 from bot.app import App
 from bot.channels.web import WebChat
-from bot.registry.models import TranscriptEntry
-from tests.helpers import count_rows, database_away, latest_mail
+from bot.engine import utcnow
+from bot.registry import repo
+from bot.registry.models import Conversation, TranscriptEntry
+from tests.conftest import ready
+from tests.helpers import count_rows, database_away, latest_mail, rows
 from tests.test_flows import enrollment_status
 from tests.test_server import running_server
 
@@ -253,3 +263,109 @@ async def test_a_file_over_10_mb_is_refused_once_and_the_next_message_goes(
         assert await browser.script("return document.getElementById('file').files.length;") == 0
         assert "Forgot Password" in await browser.say("I forgot my password")  # not blocked by the file
         assert "10 MB" not in await browser.script("return document.getElementById('error').innerText;")
+
+
+@asynccontextmanager
+async def registry_site(chat_url: str, sock: socket.socket) -> AsyncIterator[str]:
+    """A registry's own site on another origin (localhost, not 127.0.0.1): two pages with the embed line."""
+
+    def page(request: Request) -> HTMLResponse:
+        title = "Trainings" if request.url.path == "/trainings" else "Home"
+        return HTMLResponse(
+            f'<!doctype html><html lang="es"><head><title>{title}</title></head><body><h1>{title}</h1>'
+            f'<a href="/trainings">Trainings</a>'
+            f'<script src="{chat_url}/widget.js" async></script></body></html>'
+        )
+
+    site = Starlette(routes=[Route("/", page), Route("/trainings", page)])
+    server = uvicorn.Server(uvicorn.Config(site, lifespan="off", log_config=None, access_log=False))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.05)
+        yield f"http://localhost:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_the_chat_embedded_on_a_registry_site_keeps_its_conversation_across_pages(
+    make_app: Callable[..., App], browser: Browser
+) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    site_origin = f"http://localhost:{sock.getsockname()[1]}"
+    driver = browser.driver
+    async with (
+        ready(make_app(web_embed_origins=[site_origin])) as app,
+        running_server(app, [WebChat(app)]) as (chat_url, _),
+        registry_site(chat_url, sock) as site,
+    ):
+        await browser.run(driver.get, site + "/")
+        launcher = await browser.run(driver.find_element, By.ID, "registry-bot-launcher")
+        assert "mesa de ayuda" in await browser.run(lambda: launcher.text)  # the site's language
+        await browser.run(launcher.click)
+        frame = await browser.run(driver.find_element, By.ID, "registry-bot-frame")
+        assert await browser.run(frame.is_displayed)
+        await browser.run(driver.switch_to.frame, frame)
+        await browser.wait_for("document.documentElement.lang === 'es'", what="the chat in Spanish")
+        assert "Olvidó su contraseña" in await browser.say("olvidé mi contraseña")
+        # Escape closes it and gives the focus back to the launcher
+        box = await browser.run(driver.find_element, By.ID, "message")
+        await browser.run(box.send_keys, Keys.ESCAPE)
+        await browser.run(driver.switch_to.default_content)
+        await browser.wait_for(
+            "document.getElementById('registry-bot-frame').hidden"
+            " && document.activeElement.id === 'registry-bot-launcher'",
+            what="the chat closed, the focus on the launcher",
+        )
+
+        # a help desk reply while the chat is closed shows a badge on the launcher
+        (conversation,) = await rows(app, Conversation)
+        async with app.database.begin() as connection:
+            await repo.add_transcript_entry(
+                connection,
+                conversation_id=conversation.id,
+                direction="staff",
+                text="Hola, soy Ana.",
+                now=utcnow(),
+            )
+        await browser.wait_for(
+            "!document.querySelector('.registry-bot-badge').hidden", what="the unread badge"
+        )
+
+        # another page of the site: the same conversation, without the page rebuilding what it showed
+        await browser.run(driver.get, site + "/trainings")
+        launcher = await browser.run(driver.find_element, By.ID, "registry-bot-launcher")
+        await browser.run(launcher.click)
+        frame = await browser.run(driver.find_element, By.ID, "registry-bot-frame")
+        await browser.run(driver.switch_to.frame, frame)
+        await browser.wait_for(
+            "document.getElementById('log').innerText.indexOf('Olvidó su contraseña') >= 0"
+            " && document.getElementById('log').innerText.indexOf('Hola, soy Ana.') >= 0",
+            what="the conversation so far",
+        )
+        await browser.run(driver.switch_to.default_content)
+    assert await count_rows(app, Conversation) == 1
+
+
+async def test_only_the_configured_sites_may_frame_the_chat(make_app: Callable[..., App]) -> None:
+    import httpx
+
+    from bot.channels.web import create_asgi
+
+    app = make_app(web_embed_origins=["https://www.caregistry.org", "javascript:alert(1)"])
+    await app.migrate()
+    try:
+        transport = httpx.ASGITransport(app=create_asgi(app, [WebChat(app)]))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            embedded = (await client.get("/?embed=1")).headers["content-security-policy"]
+            page = (await client.get("/")).headers["content-security-policy"]
+            widget = await client.get("/widget.js")
+    finally:
+        await app.close()
+    assert "frame-ancestors https://www.caregistry.org;" in embedded and "javascript" not in embedded
+    assert "frame-ancestors 'none'" in page  # the full page is never framed
+    assert widget.headers["content-type"].startswith("text/javascript")
+    assert "在线咨询客服" in widget.text and "Chatear con la mesa de ayuda" in widget.text  # the catalogs

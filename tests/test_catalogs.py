@@ -39,6 +39,7 @@ MOMENT = datetime(2026, 11, 30, 16, 0, tzinfo=UTC)
 MEMBER = SimpleNamespace(first_name="Ana", registry_id="10000001", email="ana@example.org")
 SPONSOR = SimpleNamespace(name="Bay Area Training", email="train@example.org", phone="(510) 555-0100")
 AUDIT = SimpleNamespace(
+    id=42,
     reference="AUD-2026-00042",
     status="submitted",
     description="Please review my child development units from 2019.",
@@ -68,6 +69,9 @@ TEMPLATE_CONTEXT = {
     "appeal": APPEAL,
     "audits": [AUDIT],
     "appeals": [APPEAL],
+    "overturned": {42: "APL-2026-00007"},
+    "embedded": True,
+    "visitor": "visitor.signature",
     "category": "Education",
     "documents": ["syllabus.pdf"],
     "names": ["syllabus.pdf"],

@@ -38,8 +38,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot import documents
 from bot.app import App
+from bot.config import LANGUAGES
 from bot.engine import MAX_TEXT, NotStored
-from bot.i18n import resolve_locale
+from bot.i18n import N_, gettext, resolve_locale
 from bot.messages import Attachment, Inbound, Reply
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.metrics import Metrics
@@ -54,6 +55,7 @@ CHANNEL = "web"
 COOKIE = "registry_bot_visitor"
 COOKIE_MAX_AGE = 180 * 24 * 3600  # a returning visitor finds the conversation for half a year
 STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
+WIDGET_SCRIPT = STATIC_DIR / "widget.js"
 MAX_UPLOAD = documents.MAX_BYTES  # one document per message, at most 10 MB
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries, headers and the small text fields around the file
 MAX_JSON = 64 * 1024
@@ -66,14 +68,28 @@ PAYLOAD = re.compile(r"(?:lang|topic|flow|s):\S*")
 SPEAKERS = {"in": "member", "out": "assistant", "staff": "staff"}
 # a language choice is shown with the selector's caption
 LANGUAGE_NAMES = {"lang:en": "English", "lang:es": "Español", "lang:zh_Hans": "中文"}
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
-        "frame-ancestors 'none'; form-action 'self'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
+VISITOR_HEADER = "X-Registry-Visitor"  # the signed visitor id, from a page embedded on another site
+EMBED_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?")
+WIDGET_LABELS = {  # the launcher's caption and its unread badge's name, in each language
+    "launcher": N_("Chat with the help desk"),
+    "unread": N_("new reply from the help desk"),
 }
+
+
+def security_headers(frame_ancestors: Sequence[str] = ()) -> dict[str, str]:
+    """The page's headers; ``frame_ancestors`` are the origins that may show it in a frame (none: no site)."""
+    ancestors = " ".join(frame_ancestors) or "'none'"
+    return {
+        "Content-Security-Policy": (
+            "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+            f"frame-ancestors {ancestors}; form-action 'self'"
+        ),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+    }
+
+
+SECURITY_HEADERS = security_headers()
 
 
 class VisitorCookie:
@@ -159,6 +175,9 @@ class WebChat:
                     "when the process restarts"
                 )
         self.cookies = VisitorCookie(secret)
+        self.embed_origins = tuple(o for o in app.settings.web_embed_origins if EMBED_ORIGIN.fullmatch(o))
+        if len(self.embed_origins) != len(app.settings.web_embed_origins):
+            logger.warning("REGISTRY_BOT_WEB_EMBED_ORIGINS: only scheme://host[:port] origins are used")
         self._running = False
 
     # -- Channel ------------------------------------------------------------------------------------------
@@ -182,12 +201,18 @@ class WebChat:
             Route("/", self.page, methods=["GET"], name="web-page"),
             Route("/api/messages", self.post_message, methods=["POST"], name="web-messages"),
             Route("/api/history", self.history, methods=["GET"], name="web-history"),
+            Route("/widget.js", self.widget, methods=["GET"], name="web-widget"),
             Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="web-static"),
         ]
 
     # -- visitor and language -----------------------------------------------------------------------------
 
     def visitor(self, request: Request) -> str | None:
+        """The visitor of a request: from the page's header when embedded on another site (its cookie is a
+        third-party one there, which browsers do not send), else from the cookie."""
+        signed = request.headers.get(VISITOR_HEADER)
+        if signed:
+            return self.cookies.verify(signed)
         return self.cookies.verify(request.cookies.get(COOKIE))
 
     def _set_cookie(self, response: Response, request: Request, visitor: str) -> None:
@@ -210,15 +235,17 @@ class WebChat:
             )
             return (await session.execute(query)).scalar_one_or_none()
 
-    async def _transcript(self, visitor: str | None) -> tuple[Conversation | None, list[TranscriptEntry]]:
-        """The visitor's conversation and its latest entries, oldest first."""
+    async def _transcript(
+        self, visitor: str | None, after: int = 0
+    ) -> tuple[Conversation | None, list[TranscriptEntry]]:
+        """The visitor's conversation and its latest entries after the entry ``after``, oldest first."""
         conversation = await self._conversation(visitor)
         if conversation is None:
             return None, []
         async with self.app.sessionmaker() as session:
             query = (
                 select(TranscriptEntry)
-                .where(TranscriptEntry.conversation_id == conversation.id)
+                .where(TranscriptEntry.conversation_id == conversation.id, TranscriptEntry.id > after)
                 .order_by(TranscriptEntry.id.desc())
                 .limit(HISTORY_LIMIT)
             )
@@ -244,38 +271,58 @@ class WebChat:
             conversation = None
         lang = self._language(request, conversation)
         profile = self.app.profile
+        embedded = request.query_params.get("embed") == "1"
+        fresh = visitor is None
+        visitor = visitor or self.cookies.new_visitor()
         html = render(
-            "web/page", lang, tz=profile.timezone, profile=profile, registry_name=profile.display_name(lang)
+            "web/page",
+            lang,
+            tz=profile.timezone,
+            profile=profile,
+            registry_name=profile.display_name(lang),
+            embedded=embedded,
+            # an embedded page keeps its visitor itself (in the site's partition of the browser's storage)
+            visitor=self.cookies.sign(visitor) if embedded else "",
         )
-        response = HTMLResponse(html, headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
-        if visitor is None:
-            self._set_cookie(response, request, self.cookies.new_visitor())
+        ancestors = self.embed_origins if embedded else ()
+        response = HTMLResponse(html, headers={**security_headers(ancestors), "Cache-Control": "no-store"})
+        if fresh:
+            self._set_cookie(response, request, visitor)
         return response
 
+    async def widget(self, request: Request) -> Response:
+        """The launcher script a registry's site includes with one line; it opens the chat in a frame."""
+        labels = {lang: {k: gettext(lang, v) for k, v in WIDGET_LABELS.items()} for lang in LANGUAGES}
+        script = WIDGET_SCRIPT.read_text(encoding="utf-8").replace(
+            "/*LABELS*/{}", json.dumps(labels, ensure_ascii=False)
+        )
+        headers = {"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"}
+        return Response(script, media_type="text/javascript; charset=utf-8", headers=headers)
+
     async def history(self, request: Request) -> Response:
-        """The visitor's conversation as stored in the transcript, oldest first (the latest 200 entries)."""
+        """The visitor's conversation as stored in the transcript, oldest first (the latest 200 entries, or
+        those after ``?after=<entry id>``), and the id of the newest entry (``last``)."""
         visitor = self.visitor(request)
+        after = request.query_params.get("after", "0")
+        if not after.isdigit() or len(after) > 12:
+            return _error("invalid", "after must be an entry id", 400)
         try:
-            conversation, entries = await self._transcript(visitor)
+            conversation, entries = await self._transcript(visitor, int(after))
         except Exception as error:
             if not unavailable(error):
                 raise
             return _error("unavailable", "the conversation cannot be read just now", 503)
-        messages: list[dict[str, str]] = []
+        messages: list[dict[str, str | int]] = []
         for entry in entries:
             text = entry.text
             if entry.direction == "in" and text in LANGUAGE_NAMES:
                 text = LANGUAGE_NAMES[text]
             elif entry.direction == "in" and (not text or PAYLOAD.fullmatch(text)):
                 continue
-            messages.append(
-                {
-                    "from": SPEAKERS.get(entry.direction, "assistant"),
-                    "text": text,
-                    "at": entry.created_at.isoformat(),
-                }
-            )
-        body = {"lang": self._language(request, conversation), "messages": messages}
+            speaker, at = SPEAKERS.get(entry.direction, "assistant"), entry.created_at.isoformat()
+            messages.append({"id": entry.id, "from": speaker, "text": text, "at": at})
+        last = entries[-1].id if entries else int(after)
+        body = {"lang": self._language(request, conversation), "messages": messages, "last": last}
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     async def post_message(self, request: Request) -> Response:
@@ -432,7 +479,8 @@ def _client_address(request: Request) -> str | None:
 
 
 def _same_origin(request: Request) -> bool:
-    """A browser's cross-site POST is refused (the cookie is SameSite=Lax; this closes the rest)."""
+    """A browser's cross-site POST is refused (the cookie is SameSite=Lax; this closes the rest). The
+    embedded page posts from its own origin (the frame's), so it passes."""
     origin = request.headers.get("origin")
     if not origin:
         return True  # not a browser, or a same-origin request of an old browser

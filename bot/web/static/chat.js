@@ -19,6 +19,29 @@
   var statusLine = document.getElementById("status");
   var errorLine = document.getElementById("error");
   var busy = false;
+  // Embedded on a registry's site (widget.js): the frame keeps its visitor itself, since browsers do not send
+  // the cookie of a frame from another site, and it talks to the launcher around it.
+  var embedded = root.dataset.embedded === "1";
+  var VISITOR = "registry-bot-visitor";
+  var visitor = "";
+  var shown = !embedded;  // whether the member can see the chat (the launcher opened it)
+  if (embedded) {
+    try { visitor = window.localStorage.getItem(VISITOR) || ""; } catch (e) { visitor = ""; }
+    if (!visitor) {
+      visitor = root.dataset.visitor;
+      try { window.localStorage.setItem(VISITOR, visitor); } catch (e) { /* storage may be off */ }
+    }
+  }
+
+  function headers(extra) {
+    var all = extra || {};
+    if (visitor) { all["X-Registry-Visitor"] = visitor; }
+    return all;
+  }
+
+  function tellSite(what) {
+    if (embedded && window.parent !== window) { window.parent.postMessage({ registryBot: what }, "*"); }
+  }
 
   function deliveryId() {
     var bytes = new Uint8Array(16);
@@ -155,7 +178,7 @@
 
   function post(body, isForm, attempt) {
     var options = { method: "POST", credentials: "same-origin", body: body };
-    if (!isForm) { options.headers = { "Content-Type": "application/json" }; }
+    options.headers = headers(isForm ? {} : { "Content-Type": "application/json" });
     return window.fetch("/api/messages", options).catch(function (problem) {
       // the same delivery id again: if the first attempt did reach the server it is not processed twice
       if (attempt < 2) {
@@ -243,25 +266,47 @@
       .then(function (result) { setBusy(false); return result; });
   }
 
-  var shownEntries = -1;  // how many transcript entries the log shows, to notice help desk messages
+  var lastEntry = 0;  // the newest transcript entry this page has shown (or answered itself)
 
-  function loadHistory(onlyIfChanged) {
-    return window.fetch("/api/history", { credentials: "same-origin" })
-      .then(function (response) { return response.ok ? response.json() : { messages: [] }; })
+  function showStored(entries) {
+    entries.forEach(function (entry) { addMessage(entry.from, entry.text); });
+    var last = entries[entries.length - 1];
+    var stored = null;
+    try { stored = JSON.parse(window.sessionStorage.getItem(STORE) || "null"); } catch (e) { stored = null; }
+    if (stored && last && last.from === "assistant" && last.text === stored.text) {
+      addChoices(log.lastElementChild, stored.choices);
+    }
+    log.scrollTop = log.scrollHeight;
+  }
+
+  function fetchHistory(after) {
+    var query = after ? "?after=" + encodeURIComponent(after) : "";
+    return window.fetch("/api/history" + query, { credentials: "same-origin", headers: headers() })
+      .then(function (response) { return response.ok ? response.json() : { messages: [] }; });
+  }
+
+  // The whole conversation once, when the page opens.
+  function loadHistory() {
+    return fetchHistory(0)
       .then(function (data) {
-        if (onlyIfChanged && data.messages.length === shownEntries) { return; }
-        shownEntries = data.messages.length;
         log.textContent = "";
-        data.messages.forEach(function (entry) { addMessage(entry.from, entry.text); });
-        var last = data.messages[data.messages.length - 1];
-        var stored = null;
-        try { stored = JSON.parse(window.sessionStorage.getItem(STORE) || "null"); } catch (e) { stored = null; }
-        if (stored && last && last.from === "assistant" && last.text === stored.text) {
-          addChoices(log.lastElementChild, stored.choices);
-        }
-        log.scrollTop = log.scrollHeight;
+        showStored(data.messages);
+        lastEntry = data.last || 0;
       })
       .catch(function () { showError(t.errorNetwork); });
+  }
+
+  // Afterwards only what is new: a help desk person may answer between the member's messages. What this page
+  // sent and was answered is on screen already; nothing is redrawn, and the view stays where the member reads.
+  function loadNew() {
+    return fetchHistory(lastEntry).then(function (data) {
+      var fresh = data.messages.filter(function (entry) { return entry.from === "staff"; });
+      var atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+      fresh.forEach(function (entry) { addMessage(entry.from, entry.text); });
+      if (fresh.length && atBottom) { log.scrollTop = log.scrollHeight; }
+      if (fresh.length && !shown) { tellSite("unread"); }
+      lastEntry = Math.max(lastEntry, data.last || 0);
+    });
   }
 
   function sendFiles(files, index) {
@@ -303,13 +348,24 @@
     retireChoices();
     send({ payload: "lang:" + chosen }, language.options[language.selectedIndex].text).then(function (data) {
       // the page's own words are rendered by the server in the conversation's language
-      if (data) { window.location.replace("/?lang=" + encodeURIComponent(chosen)); }
+      if (data) { window.location.replace("/?" + (embedded ? "embed=1&" : "") + "lang=" + encodeURIComponent(chosen)); }
     });
   });
 
   loadHistory();
   // a person at the help desk may answer between the member's messages: look for new ones now and then
   window.setInterval(function () {
-    if (!busy && document.visibilityState === "visible") { loadHistory(true).catch(function () {}); }
+    if (!busy && document.visibilityState === "visible") { loadNew().catch(function () {}); }
   }, 10000);
+
+  if (embedded) {
+    var closer = document.getElementById("close");
+    if (closer) { closer.addEventListener("click", function () { tellSite("close"); }); }
+    document.addEventListener("keydown", function (event) { if (event.key === "Escape") { tellSite("close"); } });
+    window.addEventListener("message", function (event) {
+      if (event.source !== window.parent || !event.data) { return; }
+      if (event.data.registryBot === "opened") { shown = true; input.focus(); }
+      if (event.data.registryBot === "closed") { shown = false; }
+    });
+  }
 }());
