@@ -287,6 +287,7 @@ async def registry_site(chat_url: str, sock: socket.socket) -> AsyncIterator[str
     finally:
         server.should_exit = True
         await task
+        sock.close()
 
 
 async def test_the_chat_embedded_on_a_registry_site_keeps_its_conversation_across_pages(
@@ -347,7 +348,7 @@ async def test_the_chat_embedded_on_a_registry_site_keeps_its_conversation_acros
             what="the conversation so far",
         )
         await browser.run(driver.switch_to.default_content)
-    assert await count_rows(app, Conversation) == 1
+        assert await count_rows(app, Conversation) == 1  # one visitor all along
 
 
 async def test_only_the_configured_sites_may_frame_the_chat(make_app: Callable[..., App]) -> None:

@@ -188,8 +188,8 @@ async def test_the_spanish_menu_offers_a_person_once(app: App) -> None:
         ("en", "when do you close", "Monday to Friday", "opens again"),
         ("es", "a que hora cierran", "de lunes a viernes", "vuelve a abrir"),
         ("es", "¿están abiertos mañana?", "de lunes a viernes", "vuelve a abrir"),
-        ("zh_Hans", "你们几点开门", "星期一至星期五", "下次开放"),
-        ("zh_Hans", "聖誕節有冇開門", "星期一至星期五", "下次开放"),
+        ("zh_Hans", "你们几点开门", "星期一至星期五", "恢复服务"),
+        ("zh_Hans", "聖誕節有冇開門", "星期一至星期五", "恢复服务"),
     ],
 )
 async def test_hours_questions_get_the_weekly_hours_the_status_and_the_next_opening(

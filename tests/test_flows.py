@@ -217,7 +217,7 @@ async def test_a_verified_member_sees_their_own_id(app: App) -> None:
 async def test_maria_withdraws_twice_and_is_refused_twice(app: App) -> None:
     member = Chatter(app.engine, "maria")
     text = await member.say("quiero retirarme de una capacitación")  # the errand, asked outright
-    assert "Registry ID" in text and "Mostrarme los pasos" in " ".join(member.buttons())  # steps: one tap
+    assert "Registry ID" in text and "Prefiero ver los pasos" in " ".join(member.buttons())  # steps: one tap
     await verify(member, app.sessionmaker, *MARIA, start="")
     labels = member.buttons()
     assert len(labels) == 4 and "Supporting Dual Language Learners" in labels[1]  # soonest first: T-402

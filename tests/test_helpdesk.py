@@ -81,7 +81,7 @@ async def test_a_live_hand_off_from_question_to_rating(
     closing = chats.pushed[-1][2]
     assert "cerró esta conversación" in closing.text and len(closing.choices) == 5
     member.last = [closing]
-    assert "Gracias por su calificación" in await member.press("★★★★")
+    assert "Gracias por su valoración" in await member.press("★★★★")
     escalation = await one(app, Escalation, Escalation.id == escalation_id)
     assert (escalation.status, escalation.rating) == ("resolved", 4)
     feedback = await one(app, Feedback, Feedback.rating.is_not(None))

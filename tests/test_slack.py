@@ -438,7 +438,7 @@ async def test_a_member_on_telegram_and_staff_in_slack(desk: Desk) -> None:
             await desk.click(STAFF, "resolve", str(found.id), ts=str(found.slack_ts))
             await api.wait_for(lambda: any("★" in b["text"] for c in api.sent() for b in c.buttons))
             member.last = [c for c in api.sent() if any("★" in b["text"] for b in c.buttons)]
-            assert "Gracias por su calificación" in await member.press("★★★★★")
+            assert "Gracias por su valoración" in await member.press("★★★★★")
             assert (await escalation(desk.app)).rating == 5
         finally:
             await telegram.stop()

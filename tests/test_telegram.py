@@ -208,10 +208,10 @@ async def test_a_member_withdraws_in_chinese_with_buttons(app: App, polling: Har
     assert "电子邮箱" in await wei.say(WEI[0])
     assert "验证码" in await wei.say(WEI[1])
     text = await wei.say(await code_for(app, WEI[1]))
-    assert "已与您的登记系统个人档案绑定" in text and "您要退出哪一项培训" in text
+    assert "已经和您的登记系统个人档案绑定" in text and "退出哪一项培训" in text
     assert "您即将退出" in await wei.press("家庭托儿中心")
     text = await wei.press("是")
-    assert "已完成" in text and "家庭托儿中心的营养与健康" in text
+    assert "办好了" in text and "家庭托儿中心的营养与健康" in text
 
     async with app.sessionmaker() as session:
         status = (
@@ -435,7 +435,7 @@ async def test_commands_are_registered_in_each_language(polling: Harness) -> Non
         assert [c["command"] for c in commands] == names
         human = next(c["description"] for c in commands if c["command"] == "human")
         assert human == gettext(lang, "Talk to a person")
-    assert next(c["description"] for c in by_language["zh"] if c["command"] == "human") == "联系工作人员"
+    assert next(c["description"] for c in by_language["zh"] if c["command"] == "human") == "找真人客服"
     assert by_language["es"] != by_language["en"] != by_language["zh"]
     assert all(re.search(r"[\u4e00-\u9fff]", c["description"]) for c in by_language["zh"])
 
