@@ -370,3 +370,106 @@ async def test_only_the_configured_sites_may_frame_the_chat(make_app: Callable[.
     assert "frame-ancestors 'none'" in page  # the full page is never framed
     assert widget.headers["content-type"].startswith("text/javascript")
     assert "在线咨询客服" in widget.text and "Chatear con la mesa de ayuda" in widget.text  # the catalogs
+
+
+WCAG_21_AA = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
+
+
+async def violations(browser: Browser) -> list[tuple[str, list[Any]]]:
+    """What axe-core finds against WCAG 2.1 A and AA on the page as it is now."""
+    from axe_core_python.selenium import Axe
+
+    result = await browser.run(Axe().run, browser.driver, None, WCAG_21_AA)
+    return [(found["id"], [node["target"] for node in found["nodes"]]) for found in result["violations"]]
+
+
+async def phone(browser: Browser) -> None:
+    """A 390×844 phone screen, as a phone's browser reports it."""
+    metrics = {"width": 390, "height": 844, "deviceScaleFactor": 3, "mobile": True}
+    await browser.run(browser.driver.execute_cdp_cmd, "Emulation.setDeviceMetricsOverride", metrics)
+
+
+@pytest.mark.parametrize("lang", ["en", "es", "zh_Hans"])
+async def test_the_chat_has_no_accessibility_violations_in_any_state(
+    app: App, browser: Browser, lang: str
+) -> None:
+    question = {"en": "how do I withdraw from a training?", "es": "¿cómo me retiro de una capacitación?"}
+    async with running_server(app, [WebChat(app)]) as (url, _):
+        for page in ("/", "/?embed=1"):
+            await browser.run(browser.driver.get, f"{url}{page}{'&' if '?' in page else '?'}lang={lang}")
+            await browser.wait_for("document.readyState === 'complete'", what="the page")
+            assert await violations(browser) == [], f"{page} as it opens"
+        await browser.run(browser.driver.get, f"{url}/?lang={lang}")
+        await browser.say(question.get(lang, "怎么退出培训？"))  # a reply with buttons and links
+        assert await browser.script("return document.querySelectorAll('.choices button').length;") > 0
+        assert await violations(browser) == [], "with buttons and links"
+        send = await browser.run(browser.driver.find_element, By.ID, "send")
+        await browser.run(send.click)  # nothing typed: an error
+        await browser.wait_for("document.getElementById('error').innerText.length > 0", what="the error")
+        assert await violations(browser) == [], "with an error"
+        await phone(browser)
+        assert await violations(browser) == [], "on a phone"
+
+
+async def test_on_a_phone_the_conversation_takes_most_of_the_screen(app: App, browser: Browser) -> None:
+    await phone(browser)
+    async with running_server(app, [WebChat(app)]) as (url, _):
+        for lang in ("en", "es", "zh_Hans"):
+            await browser.run(browser.driver.get, f"{url}/?lang={lang}")
+            await browser.wait_for("document.readyState === 'complete'", what="the page")
+            height = await browser.script(
+                "return document.getElementById('log').getBoundingClientRect().height;"
+            )
+            assert height >= 0.6 * 844, (lang, height)
+            # the introduction is still there for a new member, inside the conversation area
+            assert await browser.script(
+                "return getComputedStyle(document.getElementById('log'), '::before').content.length > 10;"
+            )
+
+
+async def test_a_withdrawal_with_the_keyboard_alone(app: App, browser: Browser) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    async def keys(*pressed: str) -> None:
+        await browser.run(lambda: ActionChains(browser.driver).send_keys(*pressed).perform())
+
+    async def typed(text: str) -> str:
+        before = await browser.assistant_count()
+        await keys(text, Keys.ENTER)
+        return await browser.answers_after(before)
+
+    async def chosen(caption: str) -> str:
+        """Shift+Tab back from the message box to the button, then Enter, as a keyboard user does."""
+        before = await browser.assistant_count()
+        for _ in range(40):
+            await keys(Keys.SHIFT + Keys.TAB)
+            focused = await browser.script(
+                "var e = document.activeElement; return e.tagName === 'BUTTON' ? e.innerText : '';"
+            )
+            if caption in focused:
+                await keys(Keys.ENTER)
+                answer = await browser.answers_after(before)
+                await keys(Keys.TAB)  # back towards the message box: it is the next stop after the buttons
+                while await browser.script("return document.activeElement.id;") != "message":
+                    await keys(Keys.TAB)
+                return answer
+        raise AssertionError(f"no button {caption!r} reached with the keyboard")
+
+    async with running_server(app, [WebChat(app)]) as (url, _):
+        await browser.run(browser.driver.get, url + "/?lang=en")
+        await browser.wait_for("document.readyState === 'complete'", what="the page")
+        for _ in range(10):  # from the top of the page to the message box
+            await keys(Keys.TAB)
+            if await browser.script("return document.activeElement.id;") == "message":
+                break
+        assert "Withdraw" in await typed("how do I withdraw from a training?")
+        assert "Registry ID" in await chosen("Yes, start now")
+        assert "e-mail" in await typed(MARIA[0])
+        assert "code" in await typed(MARIA[1])
+        mail = await latest_mail(app.sessionmaker, MARIA[1])
+        code = re.search(r"\b(\d{6})\b", mail.body if mail else "")
+        assert code is not None
+        assert "Supporting Dual Language Learners" in await typed(code.group(1))
+        assert "withdraw" in (await chosen("Supporting Dual Language Learners")).lower()
+        await chosen("Yes")
+    assert await enrollment_status(app, MARIA[0], "T-401") == "withdrawn"
