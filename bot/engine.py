@@ -58,6 +58,7 @@ class TurnResult:
     replies: list[Reply]
     lang: str
     duplicate: bool = False
+    files_kept: int = 0  # how many of the message's files a request kept
 
 
 class NotStored(Exception):
@@ -280,7 +281,9 @@ class Engine:
             command = text.lstrip().startswith("/")
             if written_in and lead >= needed and not turn.lang_explicit and not command:
                 turn.set_language(written_in, explicit=False)
-            said = text or (inbound.payload or "")
+            # a document sent alone is kept in the transcript as its name, so the history shows it
+            files = " ".join(f"📎 {attachment.filename}" for attachment in inbound.attachments)
+            said = text or (inbound.payload or "") or files
             transcript: list[tuple[str, str]] = [("in", said)]
             if await self._with_staff(turn, inbound):
                 # a person has this conversation: the member's words go to them, and the assistant is quiet
@@ -329,7 +332,7 @@ class Engine:
                 },
             )
         self._notify(turn.events)
-        return TurnResult(replies, turn.lang)
+        return TurnResult(replies, turn.lang, files_kept=turn.files_kept)
 
     # -- telling staff ------------------------------------------------------------------------------------
 

@@ -44,6 +44,8 @@ class Turn:
     language_changed: bool = field(default=False, init=False)
     #: what kind of turn this was, for metrics: flow, answer, clarify, unknown, intent, command, ...
     outcome: str = field(default="flow", init=False)
+    #: how many of the message's files were kept (a channel tells the member which were not)
+    files_kept: int = field(default=0, init=False)
     _session: AsyncSession | None = field(default=None, init=False, repr=False)
 
     @property

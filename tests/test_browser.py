@@ -473,3 +473,33 @@ async def test_a_withdrawal_with_the_keyboard_alone(app: App, browser: Browser) 
         assert "withdraw" in (await chosen("Supporting Dual Language Learners")).lower()
         await chosen("Yes")
     assert await enrollment_status(app, MARIA[0], "T-401") == "withdrawn"
+
+
+async def test_what_the_page_shows_stays_and_a_refused_file_says_so(
+    app: App, browser: Browser, tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a document the registry takes")
+    async with running_server(app, [WebChat(app)]) as (url, _):
+        await browser.run(browser.driver.get, url + "/?lang=en")
+        await browser.wait_for("document.readyState === 'complete'", what="the page")
+        await browser.say("how do I withdraw from a training?")
+        await browser.press("When you can't withdraw")  # a button press: the member's bubble is its caption
+        chooser = await browser.run(browser.driver.find_element, By.ID, "file")
+        await browser.run(chooser.send_keys, str(notes))
+        before = await browser.assistant_count()
+        await browser.run((await browser.run(browser.driver.find_element, By.ID, "send")).click)
+        await browser.answers_after(before)
+        members = "return Array.from(document.querySelectorAll('.message.member')).map(m => m.innerText);"
+        shown = await browser.script(members)
+        assert "Document not accepted: notes.txt" in shown[-1]  # never "Document sent" for a refused file
+        assert any("When you can't withdraw" in text for text in shown)
+        await browser.script("document.getElementById('log').scrollTop = 0;")  # reading from the top
+        await asyncio.sleep(11)  # the page looks for help desk messages every 10 s
+        assert await browser.script(members) == shown  # nothing redrawn or lost
+        assert await browser.script("return document.getElementById('log').scrollTop;") == 0
+        # a new tab shows the document note too (from the transcript)
+        await browser.run(browser.driver.get, url + "/?lang=en")
+        await browser.wait_for(
+            "document.getElementById('log').innerText.indexOf('notes.txt') >= 0", what="the document note"
+        )

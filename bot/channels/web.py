@@ -363,6 +363,7 @@ class WebChat:
                 "replies": [reply_json(reply) for reply in result.replies],
                 "duplicate": result.duplicate,
                 "lang": result.lang,
+                "files_kept": result.files_kept,
             },
             headers={"Cache-Control": "no-store"},
         )

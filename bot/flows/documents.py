@@ -51,6 +51,7 @@ async def receive(turn: Turn, state: FlowState, slot: str) -> Receipt:
         refusal = await _keep(turn, state, slot, attachment, name)
         if refusal is None:
             accepted.append(name)
+            turn.files_kept += 1
         else:
             state.data["refused"] = int(state.data.get("refused", 0)) + 1
             refusals.append(refusal)

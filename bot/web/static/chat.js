@@ -250,6 +250,11 @@
     return deliver(body, isForm, bubble, PENDING_FIRST, false)
       .then(function (data) {
         followLanguage(data.lang);
+        if (isForm && bubble && !data.files_kept) {  // refused: the reply says why; the note says so too
+          while (bubble.childNodes.length > 1) { bubble.removeChild(bubble.lastChild); }  // the speaker stays
+          appendText(bubble, fill(t.fileNotKept, file.name));
+          bubble.classList.add("refused");
+        }
         var items = data.replies.map(addReply);
         // long answers are read from their start: scroll to the question (or the first reply), not the end
         var top = bubble || items[0];
