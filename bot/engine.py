@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -72,6 +73,25 @@ class NotStored(Exception):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _pressed_caption(state: dict[str, Any], payload: str | None) -> str:
+    """What the transcript keeps of a button press: the button's caption (what the member saw and chose),
+    else the payload itself."""
+    if not payload:
+        return ""
+    return next((label for label, shown, _ in state.get("shown", ()) if shown == payload), payload)
+
+
+def _file_names(inbound: Inbound) -> str:
+    """A document sent alone is kept in the transcript as its name, so the history shows it."""
+    return " ".join(f"📎 {attachment.filename}" for attachment in inbound.attachments)
+
+
+def _with_links(reply: Reply) -> str:
+    """A reply as the transcript keeps it: its text, then its links (a reader of the history needs them)."""
+    links = "\n".join(f"{link.label}: {link.url}" for link in reply.links)
+    return f"{reply.text}\n\n{links}" if links else reply.text
 
 
 class Engine:
@@ -281,9 +301,7 @@ class Engine:
             command = text.lstrip().startswith("/")
             if written_in and lead >= needed and not turn.lang_explicit and not command:
                 turn.set_language(written_in, explicit=False)
-            # a document sent alone is kept in the transcript as its name, so the history shows it
-            files = " ".join(f"📎 {attachment.filename}" for attachment in inbound.attachments)
-            said = text or (inbound.payload or "") or files
+            said = text or _pressed_caption(state, inbound.payload) or _file_names(inbound)
             transcript: list[tuple[str, str]] = [("in", said)]
             if await self._with_staff(turn, inbound):
                 # a person has this conversation: the member's words go to them, and the assistant is quiet
@@ -310,7 +328,7 @@ class Engine:
                     replies.insert(0, Reply(turn.render("notice", notice=notice)))
             Router.shown(state, replies)
             state["lang"], state["lang_explicit"] = turn.lang, turn.lang_explicit
-            transcript.extend(("out", reply.text) for reply in replies)
+            transcript.extend(("out", _with_links(reply)) for reply in replies)
             await turn.flush()
             await repo.keep_replies(connection, **delivery, replies=replies_to_json(replies))
             await repo.add_transcript(

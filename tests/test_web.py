@@ -353,3 +353,22 @@ def test_the_cookie_signature() -> None:
     assert cookies.verify(None) is None and cookies.verify("a.b.c") is None and cookies.verify("") is None
     with pytest.raises(ValueError):
         VisitorCookie(b"short")
+
+
+async def test_the_history_keeps_presses_links_documents_and_the_last_buttons(clients: Clients) -> None:
+    visitor = Visitor(clients())
+    await visitor.say("how do I withdraw from a training?")
+    await visitor.press("When you can't withdraw")
+    await visitor.say("how do I withdraw from a training?")
+    offered = visitor.buttons()
+    # a new tab of the same visitor: the history alone
+    history = (await visitor.client.get("/api/history")).json()
+    said = [entry["text"] for entry in history["messages"] if entry["from"] == "member"]
+    assert said[1].startswith("When you can't withdraw")  # the button's caption, not its payload
+    replies = [entry["text"] for entry in history["messages"] if entry["from"] == "assistant"]
+    assert "https://" in replies[0]  # the reply's "read more" link is kept with it
+    assert [choice["label"] for choice in history["choices"]] == offered  # the buttons still to press
+    assert all(isinstance(entry["id"], int) for entry in history["messages"])
+    newer = (await visitor.client.get(f"/api/history?after={history['messages'][-2]['id']}")).json()
+    assert [entry["id"] for entry in newer["messages"]] == [history["messages"][-1]["id"]]
+    assert (await visitor.client.get("/api/history?after=x")).status_code == 400

@@ -322,7 +322,15 @@ class WebChat:
             speaker, at = SPEAKERS.get(entry.direction, "assistant"), entry.created_at.isoformat()
             messages.append({"id": entry.id, "from": speaker, "text": text, "at": at})
         last = entries[-1].id if entries else int(after)
-        body = {"lang": self._language(request, conversation), "messages": messages, "last": last}
+        # the buttons of the assistant's last reply, still there to press (in a new tab too)
+        shown = conversation.state.get("shown", []) if conversation is not None else []
+        choices = [{"label": label, "payload": payload} for label, payload, *_ in shown]
+        body = {
+            "lang": self._language(request, conversation),
+            "messages": messages,
+            "last": last,
+            "choices": choices,
+        }
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     async def post_message(self, request: Request) -> Response:

@@ -6,7 +6,6 @@
   var SAFE_URL = /^(https?:|mailto:|tel:)/i;
   var URL_IN_TEXT = /(https?:\/\/[^\s<>"]+[^\s<>".,;:!?)\]])/g;
   var BOLD = /\*\*([^*\n]+)\*\*/;
-  var STORE = "registry-bot-last-choices";
 
   var root = document.getElementById("chat");
   var t = root.dataset;
@@ -157,19 +156,6 @@
   function retireChoices() {
     var buttons = log.querySelectorAll(".choices button");
     for (var i = 0; i < buttons.length; i += 1) { buttons[i].disabled = true; }
-    try { window.sessionStorage.removeItem(STORE); } catch (e) { /* storage may be off */ }
-  }
-
-  function remember(replies) {
-    // The transcript keeps texts only: the last buttons are kept in this tab, so a reload shows them again.
-    var last = replies[replies.length - 1];
-    try {
-      if (last && last.choices && last.choices.length) {
-        window.sessionStorage.setItem(STORE, JSON.stringify({ text: last.text, choices: last.choices }));
-      } else {
-        window.sessionStorage.removeItem(STORE);
-      }
-    } catch (e) { /* storage may be off */ }
   }
 
   var PENDING_FIRST = 2000, PENDING_MAX = 30000;  // ms between offers of a message the server could not keep
@@ -259,7 +245,6 @@
         // long answers are read from their start: scroll to the question (or the first reply), not the end
         var top = bubble || items[0];
         if (top) { log.scrollTop = top.offsetTop - log.offsetTop - 8; }
-        remember(data.replies);
         return data;
       })
       .catch(function (problem) {
@@ -273,14 +258,13 @@
 
   var lastEntry = 0;  // the newest transcript entry this page has shown (or answered itself)
 
-  function showStored(entries) {
-    entries.forEach(function (entry) { addMessage(entry.from, entry.text); });
-    var last = entries[entries.length - 1];
-    var stored = null;
-    try { stored = JSON.parse(window.sessionStorage.getItem(STORE) || "null"); } catch (e) { stored = null; }
-    if (stored && last && last.from === "assistant" && last.text === stored.text) {
-      addChoices(log.lastElementChild, stored.choices);
-    }
+  function showStored(entries, choices) {
+    var lastReply = null;
+    entries.forEach(function (entry) {
+      var item = addMessage(entry.from, entry.text);
+      if (entry.from === "assistant") { lastReply = item; }
+    });
+    if (lastReply && choices && choices.length) { addChoices(lastReply, choices); }
     log.scrollTop = log.scrollHeight;
   }
 
@@ -295,7 +279,7 @@
     return fetchHistory(0)
       .then(function (data) {
         log.textContent = "";
-        showStored(data.messages);
+        showStored(data.messages, data.choices);
         lastEntry = data.last || 0;
       })
       .catch(function () { showError(t.errorNetwork); });
