@@ -503,3 +503,45 @@ async def test_what_the_page_shows_stays_and_a_refused_file_says_so(
         await browser.wait_for(
             "document.getElementById('log').innerText.indexOf('notes.txt') >= 0", what="the document note"
         )
+
+
+async def test_a_help_desk_reply_while_reading_up_shows_a_marker_not_a_jump(
+    app: App, browser: Browser
+) -> None:
+    async with running_server(app, [WebChat(app)]) as (url, _):
+        await browser.run(browser.driver.get, url + "/?lang=en")
+        await browser.wait_for("document.readyState === 'complete'", what="the page")
+        await browser.say("how do I withdraw from a training?")
+        await browser.say("what are your hours?")
+        await browser.script("document.getElementById('log').scrollTop = 0;")
+        (conversation,) = await rows(app, Conversation)
+        async with app.database.begin() as connection:
+            staff = {"direction": "staff", "text": "Hello, this is Ana.", "now": utcnow()}
+            await repo.add_transcript_entry(connection, conversation_id=conversation.id, **staff)
+        await browser.wait_for(
+            "!document.getElementById('new-message').hidden", what="the new-message marker"
+        )
+        assert await browser.script("return document.getElementById('log').scrollTop;") == 0  # no jump
+        lang = await browser.script("return document.querySelector('.message.staff').lang;")
+        assert lang == "en"
+        await browser.run((await browser.run(browser.driver.find_element, By.ID, "new-message")).click)
+        await browser.wait_for(
+            "document.getElementById('new-message').hidden && document.getElementById('log').scrollTop > 0",
+            what="the conversation at its newest message",
+        )
+
+
+async def test_the_page_works_320_pixels_wide(app: App, browser: Browser) -> None:
+    # 320 px is also what 1280 px looks like at 400 % zoom, and 200 % zoom gives 640 px
+    metrics = {"width": 320, "height": 640, "deviceScaleFactor": 1, "mobile": True}
+    await browser.run(browser.driver.execute_cdp_cmd, "Emulation.setDeviceMetricsOverride", metrics)
+    async with running_server(app, [WebChat(app)]) as (url, _):
+        for lang in ("en", "es", "zh_Hans"):
+            await browser.run(browser.driver.get, f"{url}/?lang={lang}")
+            await browser.wait_for("document.readyState === 'complete'", what="the page")
+            await browser.say(
+                {"en": "I forgot my password", "es": "olvidé mi contraseña"}.get(lang, "忘记密码")
+            )
+            width = await browser.script("return document.documentElement.scrollWidth;")
+            assert width <= 320, (lang, width)  # nothing to scroll sideways
+            assert await violations(browser) == []

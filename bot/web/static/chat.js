@@ -102,14 +102,15 @@
   function addMessage(from, text) {
     var item = document.createElement("div");
     item.className = "message " + from;
+    // the assistant and the help desk write in the conversation's language; members may write in any
+    if (from !== "member") { item.lang = root.dataset.lang === "zh_Hans" ? "zh-Hans" : root.dataset.lang; }
     var speaker = document.createElement("span");
     speaker.className = "speaker";
     speaker.textContent = (from === "member" ? t.you : from === "staff" ? t.staff : t.assistant) + ": ";
     item.appendChild(speaker);
     appendText(item, text);
     log.appendChild(item);
-    log.scrollTop = log.scrollHeight;
-    return item;
+    return item;  // where the view goes is for the caller: a help desk reply must not pull a reader away
   }
 
   function addReply(reply) {
@@ -232,6 +233,7 @@
     }
     showError("");
     var bubble = shown ? addMessage("member", shown) : null;
+    log.scrollTop = log.scrollHeight;
     setBusy(true, isForm ? fill(t.uploading, file.name) : t.sending);
     return deliver(body, isForm, bubble, PENDING_FIRST, false)
       .then(function (data) {
@@ -257,6 +259,15 @@
   }
 
   var lastEntry = 0;  // the newest transcript entry this page has shown (or answered itself)
+  var marker = document.getElementById("new-message");
+  marker.addEventListener("click", function () {
+    marker.hidden = true;
+    log.scrollTop = log.scrollHeight;
+    log.focus();
+  });
+  log.addEventListener("scroll", function () {
+    if (log.scrollHeight - log.scrollTop - log.clientHeight < 40) { marker.hidden = true; }
+  });
 
   function showStored(entries, choices) {
     var lastReply = null;
@@ -293,6 +304,7 @@
       var atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
       fresh.forEach(function (entry) { addMessage(entry.from, entry.text); });
       if (fresh.length && atBottom) { log.scrollTop = log.scrollHeight; }
+      if (fresh.length && !atBottom) { marker.hidden = false; }  // the member is reading further up
       if (fresh.length && !shown) { tellSite("unread"); }
       lastEntry = Math.max(lastEntry, data.last || 0);
     });
