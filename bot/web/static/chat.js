@@ -320,6 +320,13 @@
     return send(null, fill(t.fileSent, file.name), file).then(function () { return sendFiles(files, index + 1); });
   }
 
+  var chosenLine = document.getElementById("file-chosen");
+  function showChosen() {
+    var names = Array.prototype.map.call(fileInput.files || [], function (file) { return file.name; });
+    chosenLine.textContent = names.length ? fill(chosenLine.dataset.template, names.join(", ")) : "";
+  }
+  fileInput.addEventListener("change", showChosen);
+
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     if (busy) { return; }
@@ -330,6 +337,7 @@
     var files = chosen.filter(function (file) { return file.size <= MAX_FILE; });
     input.value = "";
     fileInput.value = "";
+    showChosen();
     var first = text ? send({ text: text }, text) : Promise.resolve();
     first.then(function () { return sendFiles(files, 0); }).then(function () {
       if (files.length < chosen.length) { showError(t.errorTooLarge); }
