@@ -391,8 +391,10 @@ async def phone(browser: Browser) -> None:
 
 @pytest.mark.parametrize("lang", ["en", "es", "zh_Hans"])
 async def test_the_chat_has_no_accessibility_violations_in_any_state(
-    app: App, browser: Browser, lang: str
+    app: App, browser: Browser, lang: str, tmp_path: Path
 ) -> None:
+    scan = tmp_path / "transcript.pdf"
+    scan.write_bytes(b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n")
     question = {"en": "how do I withdraw from a training?", "es": "¿cómo me retiro de una capacitación?"}
     async with running_server(app, [WebChat(app)]) as (url, _):
         for page in ("/", "/?embed=1"):
@@ -403,6 +405,12 @@ async def test_the_chat_has_no_accessibility_violations_in_any_state(
         await browser.say(question.get(lang, "怎么退出培训？"))  # a reply with buttons and links
         assert await browser.script("return document.querySelectorAll('.choices button').length;") > 0
         assert await violations(browser) == [], "with buttons and links"
+        chooser = await browser.run(browser.driver.find_element, By.ID, "file")
+        await browser.run(chooser.send_keys, str(scan))  # a document chosen, named before it goes
+        await browser.wait_for("document.getElementById('file-chosen').innerText.length > 0", what="the file")
+        assert await violations(browser) == [], "with a document chosen"
+        await browser.script("document.getElementById('file').value = '';")  # not sent: the error next
+        await browser.script("document.getElementById('file-chosen').textContent = '';")
         send = await browser.run(browser.driver.find_element, By.ID, "send")
         await browser.run(send.click)  # nothing typed: an error
         await browser.wait_for("document.getElementById('error').innerText.length > 0", what="the error")
