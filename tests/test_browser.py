@@ -237,7 +237,14 @@ async def test_the_language_selector_follows_the_conversation(app: App, browser:
         await browser.run(browser.driver.get, url + "/?lang=en")
         await browser.wait_for("document.documentElement.lang === 'en'", what="the English page")
         assert "Olvidó su contraseña" in await browser.say("olvidé mi contraseña, ¿qué hago?")
+        # the page follows: its own labels in Spanish, the conversation still there
+        await browser.wait_for("document.documentElement.lang === 'es'", what="the page in Spanish")
         assert await browser.script("return document.getElementById('lang').value;") == "es"
+        assert "Enviar" in await browser.script("return document.getElementById('send').innerText;")
+        await browser.wait_for(
+            "document.getElementById('log').innerText.indexOf('Olvidó su contraseña') >= 0",
+            what="the conversation so far",
+        )
         # choosing English now does something: the page and the conversation turn English
         select = Select(await browser.run(browser.driver.find_element, By.ID, "lang"))
         await browser.run(select.select_by_value, "en")

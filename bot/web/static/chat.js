@@ -208,12 +208,20 @@
     });
   }
 
-  // the conversation may change language (the member wrote in Spanish): the selector follows it
+  // The conversation may change language (the member wrote in Spanish): the selector follows it, and the
+  // page is drawn again in that language, so its own labels match (the history brings everything back).
+  var switching = false;
+  function reopenIn(lang) {
+    switching = true;
+    window.location.replace("/?" + (embedded ? "embed=1&" : "") + "lang=" + encodeURIComponent(lang));
+  }
+
   function followLanguage(lang) {
-    if (!lang || lang === root.dataset.lang) { return; }
+    if (!lang || lang === root.dataset.lang || switching) { return; }
     root.dataset.lang = lang;
     if (Array.prototype.some.call(language.options, function (o) { return o.value === lang; })) {
       language.value = lang;
+      reopenIn(lang);
     }
   }
 
@@ -357,7 +365,7 @@
     retireChoices();
     send({ payload: "lang:" + chosen }, language.options[language.selectedIndex].text).then(function (data) {
       // the page's own words are rendered by the server in the conversation's language
-      if (data) { window.location.replace("/?" + (embedded ? "embed=1&" : "") + "lang=" + encodeURIComponent(chosen)); }
+      if (data && !switching) { reopenIn(chosen); }
     });
   });
 
