@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot import documents
 from bot.config import Profile, Settings
 from bot.flows import FLOWS, Flow
 from bot.hours import SupportHours
@@ -85,7 +86,7 @@ def _pressed_caption(state: dict[str, Any], payload: str | None) -> str:
 
 def _file_names(inbound: Inbound) -> str:
     """A document sent alone is kept in the transcript as its name, so the history shows it."""
-    return " ".join(f"📎 {attachment.filename}" for attachment in inbound.attachments)
+    return " ".join(f"📎 {documents.clean_filename(file.filename)}" for file in inbound.attachments)
 
 
 def _with_links(reply: Reply) -> str:
