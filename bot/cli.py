@@ -150,6 +150,15 @@ def _channels(app: App, settings: Settings) -> list[Channel]:
         from bot.channels.telegram import TelegramChannel
 
         channels.append(TelegramChannel(app.engine, settings))
+    whatsapp = (settings.whatsapp_token, settings.whatsapp_app_secret, settings.whatsapp_verify_token)
+    if settings.whatsapp_phone_number_id and all(secret is not None for secret in whatsapp):
+        from bot.channels.whatsapp import WhatsAppChannel
+
+        channels.append(WhatsAppChannel(app.engine, settings))
+    if settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from:
+        from bot.channels.sms import SmsChannel
+
+        channels.append(SmsChannel(app.engine, settings))
     if settings.slack_enabled:
         from bot.channels.slack import SlackChannel
 

@@ -81,6 +81,23 @@ class Settings(BaseSettings):
     telegram_base_file_url: str = "https://api.telegram.org/file/bot"
     telegram_webhook_url: str | None = None
     telegram_webhook_secret: SecretStr | None = None
+    # WhatsApp (Business Cloud API): on when the token, phone number id, app secret and verify token are set.
+    # The webhook is /whatsapp/webhook; a staff reply after the 24-hour window goes out as the approved
+    # template named whatsapp_template (one body variable, {{1}}), or is not sent when none is named.
+    whatsapp_token: SecretStr | None = None
+    whatsapp_phone_number_id: str | None = None
+    whatsapp_app_secret: SecretStr | None = None
+    whatsapp_verify_token: SecretStr | None = None
+    whatsapp_api_url: str = "https://graph.facebook.com"
+    whatsapp_template: str | None = None
+    # Text messages (SMS/MMS) through Twilio: on when the account SID, auth token and sender are set. The
+    # sender is a phone number, or a messaging service SID ("MG..."); public_url is the address Twilio
+    # calls, when a proxy in front of `serve` changes it (signatures are computed on it).
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from: str | None = None
+    twilio_api_url: str = "https://api.twilio.com"
+    public_url: str | None = None
     # Slack, for help desk staff: HTTP mode at /slack/events when the bot token and signing secret are set;
     # Socket Mode instead when an app-level token is set too.
     slack_bot_token: SecretStr | None = None

@@ -180,7 +180,7 @@ def test_chinese_status_needs_verification_first(tmp_path: Path) -> None:
 
 
 def test_the_terminal_shows_markdown_as_text_and_bold_only_when_it_can() -> None:
-    from bot.channels.console import BOLD_OFF, BOLD_ON, plain_text
+    from bot.channels.plain import BOLD_OFF, BOLD_ON, plain_text
 
     reply = "**Forgot Password**: see [the help page](https://example.org/help)."
     assert plain_text(reply) == "Forgot Password: see the help page (https://example.org/help)."

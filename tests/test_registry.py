@@ -30,6 +30,8 @@ TABLES = {
     "transcripts",
     "processed_updates",
     "rate_limits",
+    "sms_opt_outs",
+    "whatsapp_windows",
     "chat_links",
     "feedback",
     "unanswered_questions",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import uuid
 from typing import TextIO
 
+from bot.channels.plain import format_reply
 from bot.engine import Engine, NotStored
 from bot.messages import Inbound, Reply
 
@@ -15,28 +15,6 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "console"
 RETRY_FIRST, RETRY_MAX = 1.0, 30.0  # seconds between offers of a line the database could not store yet
-
-
-_BOLD = re.compile(r"\*\*(?=\S)([^\n]*?\S)\*\*")
-_LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^)\s]+)\)")
-BOLD_ON, BOLD_OFF = "\033[1m", "\033[0m"
-
-
-def plain_text(text: str, *, styled: bool = False) -> str:
-    """The engine's light Markdown as terminal text: ``**bold**`` in bold on a terminal that shows it (else
-    just the words), ``[label](url)`` as "label (url)"."""
-    text = _LINK.sub(r"\1 (\2)", text)
-    return _BOLD.sub(rf"{BOLD_ON}\1{BOLD_OFF}" if styled else r"\1", text)
-
-
-def format_reply(reply: Reply, *, numbered_from: int = 1, styled: bool = False) -> str:
-    """A reply as terminal text: the message, numbered choices, then links."""
-    lines = [plain_text(reply.text, styled=styled)]
-    for number, choice in enumerate(reply.choices, start=numbered_from):
-        lines.append(f"  [{number}] {choice.label}")
-    for link in reply.links:
-        lines.append(f"  {link.label}: {link.url}")
-    return "\n".join(lines)
 
 
 class ConsoleChat:

@@ -333,3 +333,22 @@ class UnansweredQuestion(Base):
     language: Mapped[str] = mapped_column(String(16))
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
+
+
+class SmsOptOut(Base):
+    """A phone number that texted STOP (or ALTO): nothing is sent to it until it texts START."""
+
+    __tablename__ = "sms_opt_outs"
+
+    number: Mapped[str] = mapped_column(String(32), primary_key=True)
+    opted_out_at: Mapped[datetime]
+
+
+class WhatsAppWindow(Base):
+    """When a WhatsApp number last wrote: for 24 hours after that, anything may be sent to it (WhatsApp's
+    customer service window); after, only an approved template."""
+
+    __tablename__ = "whatsapp_windows"
+
+    wa_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_message_at: Mapped[datetime]

@@ -940,3 +940,53 @@ async def purge(
         result = await session.execute(statement)
         counts[kind] = int(result.rowcount or 0)  # type: ignore[attr-defined]
     return counts
+
+
+# --- text messages ---------------------------------------------------------------------------------------
+
+_SMS_OPT_OUTS = Base.metadata.tables["sms_opt_outs"]
+
+
+async def sms_opted_out(db: Database, *, number: str) -> bool:
+    """Whether ``number`` texted STOP and has not texted START since: nothing may be sent to it."""
+    found = await db.execute(select(_SMS_OPT_OUTS.c.number).where(_SMS_OPT_OUTS.c.number == number))
+    return found.first() is not None
+
+
+async def set_sms_opt_out(db: Database, *, number: str, opted_out: bool, now: datetime) -> None:
+    """Record a STOP (``opted_out``) or a START for ``number``; doing it twice changes nothing."""
+    if opted_out:
+        statement = _insert_ignoring_conflicts(_dialect(db), _SMS_OPT_OUTS.name)
+        await db.execute(statement, {"number": number, "opted_out_at": now})
+    else:
+        await db.execute(delete(_SMS_OPT_OUTS).where(_SMS_OPT_OUTS.c.number == number))
+
+
+# --- WhatsApp's customer service window ---------------------------------------------------------------------
+
+_WHATSAPP_WINDOWS = Base.metadata.tables["whatsapp_windows"]
+
+
+@functools.cache
+def _note_whatsapp_message(dialect: str) -> Executable:
+    make_insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    statement = make_insert(_WHATSAPP_WINDOWS)
+    greatest = func.max if dialect == "sqlite" else func.greatest  # SQLite's max() of two values
+    column = _WHATSAPP_WINDOWS.c.last_message_at
+    return statement.on_conflict_do_update(
+        index_elements=[_WHATSAPP_WINDOWS.c.wa_id],
+        set_={"last_message_at": greatest(column, statement.excluded.last_message_at)},
+    )
+
+
+async def note_whatsapp_message(db: Database, *, wa_id: str, at: datetime) -> None:
+    """Record that ``wa_id`` wrote at ``at`` (a message delivered late or twice never moves it back)."""
+    await db.execute(_note_whatsapp_message(_dialect(db)), {"wa_id": wa_id, "last_message_at": at})
+
+
+async def whatsapp_last_message(db: Database, *, wa_id: str) -> datetime | None:
+    """When ``wa_id`` last wrote, or None when it never did."""
+    column = _WHATSAPP_WINDOWS.c.last_message_at
+    found = await db.execute(select(column).where(_WHATSAPP_WINDOWS.c.wa_id == wa_id))
+    at: datetime | None = found.scalar_one_or_none()
+    return at
