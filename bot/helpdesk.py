@@ -272,9 +272,35 @@ class HelpDesk:
             await repo.add_transcript_entry(
                 session, conversation_id=conversation.id, direction="staff", text=message, now=self.clock()
             )
-            channel, user_id = conversation.channel, conversation.user_id
-        delivered = await self._push(channel, user_id, [Reply(message)])
-        return Outcome(delivered, "Sent to the member." if delivered else "Saved; the member's chat is away.")
+            channel, user_id, member_id = conversation.channel, conversation.user_id, escalation.member_id
+        if await self._push(channel, user_id, [Reply(message)]):
+            return Outcome(True, "Sent to the member.")
+        # the chat cannot take it now (a WhatsApp window closed, a number that texted STOP): by e-mail if
+        # the member is verified, and staff are told which
+        if member_id is not None and await self._email_reply(member_id, conversation.language, message):
+            return Outcome(True, "The member's chat cannot take messages now: sent to them by e-mail.")
+        return Outcome(
+            False,
+            "Saved; the member's chat cannot take messages now and they are not verified, "
+            "so they will see it when they come back.",
+        )
+
+    async def _email_reply(self, member_id: int, lang: str, message: str) -> bool:
+        """E-mail a staff reply the member's chat could not take; False when there is no address."""
+        async with self.sessionmaker() as session, session.begin():
+            member = await session.get(Member, member_id)
+            if member is None or not member.email:
+                return False
+            subject, body = compose(
+                "staff_reply",
+                lang,
+                tz=self.profile.timezone,
+                message=message,
+                member=member,
+                registry_name=self.profile.display_name(lang),
+            )
+            repo.enqueue_email(session, recipient=member.email, subject=subject, body=body, now=self.clock())
+        return True
 
     async def resolve(self, escalation_id: int, staff: str) -> Outcome:
         """Close the escalation, tell the member, and ask them to rate the help."""
@@ -292,8 +318,13 @@ class HelpDesk:
             )
             channel, user_id = conversation.channel, conversation.user_id
         stars = tuple(Choice("★" * n, f"rate:{escalation_id}:{n}") for n in RATINGS)
-        await self._push(channel, user_id, [Reply(message, stars)])
-        return Outcome(True, f"Resolved by <@{staff}>.")
+        if await self._push(channel, user_id, [Reply(message, stars)]):
+            return Outcome(True, f"Resolved by <@{staff}>.")
+        return Outcome(
+            True,
+            f"Resolved by <@{staff}>. The member's chat cannot take messages now, so they "
+            "were not asked to rate the help.",
+        )
 
     # -- audits and appeals -------------------------------------------------------------------------------
 

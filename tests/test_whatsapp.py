@@ -33,7 +33,7 @@ from bot.registry.models import (
 from bot.server import connect
 from tests.conftest import Clock
 from tests.fakes.whatsapp_api import APP_SECRET, PHONE_ID, FakeGraphAPI, Sent, signed
-from tests.helpers import count_rows, database_away, emailed_code, one, rows
+from tests.helpers import count_rows, database_away, emailed_code, latest_mail, one, rows
 
 WEI = ("10000002", "wei.chen@example.org")
 JAMES = ("10000003", "james.carter@example.org")
@@ -247,7 +247,9 @@ async def test_a_staff_reply_within_the_window_and_after_it(
     assert api.to("15551230004")[-1].type == "template"
 
 
-async def test_without_a_template_a_late_reply_is_not_sent(app: App, api: FakeGraphAPI, clock: Clock) -> None:
+async def test_without_a_template_a_late_reply_goes_by_e_mail_and_staff_are_told(
+    app: App, api: FakeGraphAPI, clock: Clock
+) -> None:
     channel = await started(app, api)
     try:
         connect(app, [channel])
@@ -256,11 +258,23 @@ async def test_without_a_template_a_late_reply_is_not_sent(app: App, api: FakeGr
             member = phone(http, api, clock, "15551230005")
             await member.say("talk to a person")
             await member.say("我的文件一直没有审核")
-        escalation = await one(app, Escalation)
+            james = phone(http, api, clock, "15551230006")  # a verified member asks too
+            await james.say("verify my account")
+            assert "linked" in await james.verify(app, *JAMES)
+            await james.say("talk to a person")
+            await james.say("My certificate is missing from my profile")
+        first, second = sorted(await rows(app, Escalation), key=lambda row: row.id)
         clock.now += timedelta(hours=24, minutes=1)
         sent = len(api.sent)
-        outcome = await app.helpdesk.reply(escalation.id, "Dana", "Checked.")
-        assert not outcome.ok and outcome.message == "Saved; the member's chat is away."
+        outcome = await app.helpdesk.reply(first.id, "Dana", "Checked.")
+        assert not outcome.ok and "not verified" in outcome.message  # kept for when they come back
+        outcome = await app.helpdesk.reply(second.id, "Dana", "Your certificate is back on your profile.")
+        assert outcome.ok and "by e-mail" in outcome.message
+        mail = await latest_mail(app.sessionmaker, JAMES[1])
+        assert mail is not None and "Your certificate is back on your profile." in mail.body
+        assert "help desk" in mail.subject
+        resolved = await app.helpdesk.resolve(second.id, "UDANA")
+        assert resolved.ok and "not asked to rate" in resolved.message  # staff know
         assert len(api.sent) == sent
         assert not await channel.push("15551239999", [Reply("never wrote")])
     finally:
