@@ -903,3 +903,48 @@ async def test_an_event_is_acknowledged_only_once_its_effect_is_stored(desk: Des
         await broken.dispose()
     assert desk.chats.texts("stored") == ["Help desk (Ana): Your certificate is on its way."]
     assert await processed() == 1
+
+
+async def test_staff_in_slack_answer_members_on_sms_and_whatsapp(desk: Desk, clock: Any) -> None:
+    """A member texting and one on WhatsApp ask for a person; a reply in each card's thread reaches them."""
+    from starlette.applications import Starlette
+
+    from bot.channels.sms import SmsChannel
+    from bot.channels.whatsapp import WhatsAppChannel
+    from tests.fakes.twilio_api import FakeTwilioAPI
+    from tests.fakes.whatsapp_api import FakeGraphAPI
+    from tests.helpers import rows
+    from tests.test_sms import BASE
+    from tests.test_sms import Phone as Texter
+    from tests.test_sms import settings_for as sms_settings
+    from tests.test_whatsapp import phone as whatsapp_phone
+    from tests.test_whatsapp import settings_for as whatsapp_settings
+
+    async with FakeTwilioAPI() as twilio, FakeGraphAPI() as graph:
+        sms = SmsChannel(desk.app.engine, sms_settings(desk.app, twilio))
+        whatsapp = WhatsAppChannel(desk.app.engine, whatsapp_settings(desk.app, graph))
+        desk.app.engine.listeners.clear()
+        connect(desk.app, [sms, whatsapp, desk.channel])  # the wiring `serve` does
+        await sms.start()
+        await whatsapp.start()
+        routes = [*sms.routes(), *whatsapp.routes()]
+        transport = httpx.ASGITransport(app=Starlette(routes=routes))
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
+                texter = Texter(http, twilio, desk.app, "+15551237001")
+                await texter.text("quiero hablar con una persona")
+                await texter.text("No encuentro mi certificado")
+                chatter = whatsapp_phone(http, graph, clock, "15551237002")
+                await chatter.say("我想找真人客服")
+                await chatter.say("我的证书不见了")
+            assert await desk.app.engine.settle(timeout=10)  # both cards are in Slack
+            first, second = sorted(await rows(desk.app, Escalation), key=lambda row: row.id)
+            for found, words in ((first, "Hola, lo reviso."), (second, "您好，我来查一下。")):
+                thread = {"type": "message", "channel": "CHANDOFF", "user": STAFF, "text": words}
+                body = desk.event({**thread, "ts": f"2.{found.id}", "thread_ts": str(found.slack_ts)})
+                assert (await desk.post(body, "application/json")).status_code == 200
+            assert any("Hola, lo reviso." in text for text in twilio.to("+15551237001"))
+            assert any("您好，我来查一下。" in sent.text for sent in graph.to("15551237002"))
+        finally:
+            await whatsapp.stop()
+            await sms.stop()

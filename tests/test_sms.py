@@ -301,3 +301,20 @@ async def test_a_message_that_cannot_be_stored_is_asked_again(
     assert await count_rows(app, TranscriptEntry) == 0
     assert await ana.post(form) == 200
     assert len(api.to(ana.number)) == 2 and await count_rows(app, TranscriptEntry) == 2
+
+
+async def test_healthz_reports_sms_and_metrics_count_its_turns(app: App, api: FakeTwilioAPI) -> None:
+    from bot.channels.web import create_asgi
+
+    asgi = create_asgi(app, [SmsChannel(app.engine, settings_for(app, api))])
+    transport = httpx.ASGITransport(app=asgi, client=("127.0.0.1", 50000))
+    async with (
+        asgi.router.lifespan_context(asgi),
+        httpx.AsyncClient(transport=transport, base_url=BASE) as http,
+    ):
+        health = (await http.get("/healthz")).json()
+        assert health["channels"] == {"sms": "ok"} and health["status"] == "ok"
+        answer = await phone(http, api, app, "+15551239001").text("I forgot my password")
+        assert "forgotten password" in answer  # the summary and its link, shortened for SMS
+        metrics = (await http.get("/metrics")).text
+    assert 'registry_bot_turns_total{channel="sms",outcome="answer"} 1.0' in metrics
