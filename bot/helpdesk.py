@@ -413,9 +413,17 @@ class HelpDesk:
                         session, conversation_id=conversation.id, direction="out", text=message, now=now
                     )
                 chats.append((link.channel, link.user_id, message))
-        for channel, user_id, message in chats:
-            await self._push(channel, user_id, [Reply(message)])
-        return Outcome(True, f"{row.reference} {outcome} by <@{user}>.")
+        missed = [
+            channel
+            for channel, user_id, message in chats
+            if not await self._push(channel, user_id, [Reply(message)])
+        ]
+        done = f"{row.reference} {outcome} by <@{user}>."
+        if chats and len(missed) == len(chats):  # staff know how the member hears of it
+            return Outcome(
+                True, f"{done} The member's chat cannot take messages now: they have it by e-mail."
+            )
+        return Outcome(True, done)
 
     # -- staff commands -----------------------------------------------------------------------------------
 

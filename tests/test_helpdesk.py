@@ -26,8 +26,11 @@ class Chats:
 
     def __init__(self) -> None:
         self.pushed: list[tuple[str, str, Reply]] = []
+        self.away: set[str] = set()  # chats that cannot take a message now (a closed window, STOP)
 
     async def __call__(self, channel: str, user_id: str, replies: list[Reply]) -> bool:
+        if user_id in self.away:
+            return False
         self.pushed.extend((channel, user_id, reply) for reply in replies)
         return True
 
@@ -140,6 +143,21 @@ async def test_an_audit_denied_then_appealed_then_approved(
     status = await member.say("我的审核进度怎么样了？")
     line = next(line for line in status.splitlines() if "AUD-DEMO-0002" in line)
     assert appeal_now.reference in line and "approved" not in line and "9 units" not in line
+
+
+async def test_a_decision_the_chat_cannot_take_goes_by_e_mail_and_staff_are_told(
+    staffed: tuple[App, Chats, list[tuple[str, int]]],
+) -> None:
+    app, chats, _events = staffed
+    member = Chatter(app.engine, "wei")
+    await verify(member, app.sessionmaker, *WEI)
+    audit = await one(app, AuditRequest, AuditRequest.reference == "AUD-DEMO-0002")
+    chats.away.add("wei")  # her chat cannot take a message now (a closed WhatsApp window, STOP)
+    denied = await app.helpdesk.decide("audit", audit.id, user="UOPS", approve=False, note="9 units, not 12.")
+    assert denied.ok and "by e-mail" in denied.message
+    assert chats.texts("wei") == []
+    mail = await one(app, OutboxMessage, OutboxMessage.subject.contains("AUD-DEMO-0002"))
+    assert "9 units, not 12." in mail.body
 
 
 async def test_staff_commands(staffed: tuple[App, Chats, list[tuple[str, int]]]) -> None:
