@@ -18,7 +18,6 @@ import asyncio
 import logging
 import mimetypes
 import re
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
@@ -36,6 +35,7 @@ from twilio.request_validator import RequestValidator  # type: ignore[import-unt
 from twilio.rest import Client  # type: ignore[import-untyped]
 
 from bot import documents
+from bot.channels.memory import Forget
 from bot.channels.plain import format_reply, plain_text
 from bot.config import Settings
 from bot.engine import DATABASE_ERRORS, LOOKUP_TIMEOUT, Engine, NotStored
@@ -225,23 +225,7 @@ class _AiohttpClient(AsyncHttpClient):  # type: ignore[misc]
             return TwilioResponse(response.status, await response.text(), response.headers)
 
 
-K = TypeVar("K")
-V = TypeVar("V")
 T = TypeVar("T")
-
-
-class _Forget(OrderedDict[K, V]):
-    """A dict that forgets its oldest entries beyond ``size``."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def remember(self, key: K, value: V) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.size:
-            self.popitem(last=False)
 
 
 # -- the channel ---------------------------------------------------------------------------------------------
@@ -264,8 +248,8 @@ class SmsChannel:
         self._validator = RequestValidator(self._token)
         self._client: Any = None  # twilio.rest.Client, built in start() (its HTTP session needs the loop)
         self._media: aiohttp.ClientSession | None = None
-        self._handled: _Forget[str, None] = _Forget(REMEMBERED)  # message SIDs answered by this process
-        self._apologized: _Forget[str, float] = _Forget(REMEMBERED)
+        self._handled: Forget[str, None] = Forget(REMEMBERED)  # message SIDs answered by this process
+        self._apologized: Forget[str, float] = Forget(REMEMBERED)
         self._stopped: set[str] = set()  # numbers this process saw opt out, for when the database is away
         self._running = False
 

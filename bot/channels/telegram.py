@@ -18,10 +18,9 @@ import logging
 import os
 import re
 import secrets
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -59,6 +58,7 @@ from telegram.ext import (
 )
 
 from bot import documents
+from bot.channels.memory import Forget
 from bot.config import Settings
 from bot.engine import Engine, NotStored
 from bot.i18n import N_, gettext, resolve_locale
@@ -176,24 +176,6 @@ def language_of(user: User | None, default: str) -> str:
     return resolve_locale(user.language_code if user else None) or default
 
 
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class _Forget(OrderedDict[K, V]):
-    """A dict that forgets its oldest entries beyond ``size``."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def remember(self, key: K, value: V) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.size:
-            self.popitem(last=False)
-
-
 class _RedactToken(logging.Filter):
     """Keeps the bot token out of log lines (httpx logs every request URL, token included)."""
 
@@ -233,10 +215,10 @@ class TelegramChannel:
         self.webhook_secret = secret.get_secret_value() if secret else secrets.token_urlsafe(32)
         self._token = settings.telegram_token.get_secret_value()
         self._key = secrets.token_bytes(16)
-        self._payloads: _Forget[str, str] = _Forget(REMEMBERED)
-        self._seen_updates: _Forget[int, None] = _Forget(REMEMBERED)
-        self._groups_told: _Forget[int, None] = _Forget(REMEMBERED)
-        self._apologized: _Forget[int, float] = _Forget(REMEMBERED)
+        self._payloads: Forget[str, str] = Forget(REMEMBERED)
+        self._seen_updates: Forget[int, None] = Forget(REMEMBERED)
+        self._groups_told: Forget[int, None] = Forget(REMEMBERED)
+        self._apologized: Forget[int, float] = Forget(REMEMBERED)
         self._again: set[int] = set()  # updates to be delivered again (not stored, or replies not sent)
         self._redact = _RedactToken(self._token)
         self._running = False

@@ -16,10 +16,9 @@ import hmac
 import json
 import logging
 import re
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from pywa.errors import ReEngagementMessage, WhatsAppError
@@ -31,6 +30,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot import documents
+from bot.channels.memory import Forget
 from bot.config import Settings
 from bot.engine import Engine, NotStored
 from bot.messages import Attachment, Choice, Inbound, Reply
@@ -62,23 +62,6 @@ TOO_LARGE = "flows/documents/too_large"  # the engine's own wording for a file o
 DOWNLOAD_FAILED = "download_failed"  # under channels/whatsapp/
 _BOLD = re.compile(r"\*\*(?=\S)([^\n]*?\S)\*\*")
 _LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^)\s]+)\)")
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class _Forget(OrderedDict[K, V]):
-    """A dict that forgets its oldest entries beyond ``size``."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def remember(self, key: K, value: V) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.size:
-            self.popitem(last=False)
 
 
 # -- text ----------------------------------------------------------------------------------------------------
@@ -177,9 +160,9 @@ class WhatsAppChannel:
         # pywa aims at graph.facebook.com/v<version>; keep its version, on the configured server
         origin = settings.whatsapp_api_url.rstrip("/")
         self._http.base_url = httpx.URL(origin + self._http.base_url.path)
-        self._payloads: _Forget[str, str] = _Forget(REMEMBERED)
-        self._answered: _Forget[str, None] = _Forget(REMEMBERED)  # messages whose replies were sent
-        self._apologized: _Forget[str, float] = _Forget(REMEMBERED)
+        self._payloads: Forget[str, str] = Forget(REMEMBERED)
+        self._answered: Forget[str, None] = Forget(REMEMBERED)  # messages whose replies were sent
+        self._apologized: Forget[str, float] = Forget(REMEMBERED)
         self._running = False
 
     # -- lifecycle -------------------------------------------------------------------------------------------
