@@ -35,7 +35,7 @@ from bot.messages import Inbound, Reply, replies_from_json, replies_to_json
 from bot.metrics import Metrics
 from bot.registry import repo
 from bot.registry.session import unavailable
-from bot.render import render
+from bot.render import render_for
 from bot.router import Router
 from bot.turn import Turn
 from bot.understanding.message import Message
@@ -234,13 +234,7 @@ class Engine:
 
     def _render_early(self, lang: str, template: str) -> str:
         """A reply given before the conversation is loaded."""
-        return render(
-            template,
-            lang,
-            tz=self.profile.timezone,
-            profile=self.profile,
-            registry_name=self.profile.display_name(lang),
-        )
+        return render_for(self.profile, template, lang)
 
     async def close(self) -> None:
         """Stop telling listeners (``settle`` first to let them hear what is queued; what is left is posted

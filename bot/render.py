@@ -12,6 +12,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
 from jinja2.runtime import Context
 
 from bot import i18n
+from bot.config import Profile
 
 logger = logging.getLogger(__name__)
 
@@ -59,3 +60,10 @@ def render(name: str, lang: str, /, *, tz: str = "UTC", **context: Any) -> str:
     """Render ``templates/<name>.j2`` in ``lang``; whitespace at both ends is trimmed."""
     template = environment(lang).get_template(f"{name}.j2")
     return template.render(lang=lang, tz=tz, **context).strip()
+
+
+def render_for(profile: Profile, name: str, lang: str, /, **context: Any) -> str:
+    """``render`` for one registry: its time zone, the profile and its name in ``lang`` at hand."""
+    return render(
+        name, lang, tz=profile.timezone, profile=profile, registry_name=profile.display_name(lang), **context
+    )

@@ -13,7 +13,7 @@ from bot.mail import compose
 from bot.messages import Inbound
 from bot.registry.repo import enqueue_email
 from bot.registry.session import session_in
-from bot.render import render
+from bot.render import render_for
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -79,14 +79,7 @@ class Turn:
 
     def render(self, name: str, /, **context: Any) -> str:
         """Render a template in the member's language, with the registry profile at hand."""
-        return render(
-            name,
-            self.lang,
-            tz=self.profile.timezone,
-            profile=self.profile,
-            registry_name=self.profile.display_name(self.lang),
-            **context,
-        )
+        return render_for(self.profile, name, self.lang, **context)
 
     def t(self, message: str) -> str:
         """Translate a string marked with ``N_`` into the member's language."""

@@ -41,7 +41,7 @@ from bot.config import Settings
 from bot.engine import DATABASE_ERRORS, LOOKUP_TIMEOUT, Engine, NotStored
 from bot.messages import Attachment, Inbound, Reply
 from bot.registry import repo
-from bot.render import render
+from bot.render import render_for
 
 logger = logging.getLogger(__name__)
 
@@ -486,13 +486,5 @@ class SmsChannel:
             raise
 
     def _render(self, template: str, lang: str, /, **context: Any) -> str:
-        profile = self.engine.profile
         name = template if "/" in template else f"channels/sms/{template}"
-        return render(
-            name,
-            lang,
-            tz=profile.timezone,
-            profile=profile,
-            registry_name=profile.display_name(lang),
-            **context,
-        )
+        return render_for(self.engine.profile, name, lang, **context)

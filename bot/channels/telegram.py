@@ -63,7 +63,7 @@ from bot.config import Settings
 from bot.engine import Engine, NotStored
 from bot.i18n import N_, gettext, resolve_locale
 from bot.messages import Attachment, Choice, Inbound, Link, Reply
-from bot.render import render
+from bot.render import render_for
 
 logger = logging.getLogger(__name__)
 
@@ -542,15 +542,8 @@ class TelegramChannel:
         return attachments, refusals
 
     def _render(self, template: str, lang: str, /, *, channel: bool = True, **context: Any) -> str:
-        profile = self.engine.profile
-        return render(
-            f"channels/telegram/{template}" if channel else template,
-            lang,
-            tz=profile.timezone,
-            profile=profile,
-            registry_name=profile.display_name(lang),
-            **context,
-        )
+        name = f"channels/telegram/{template}" if channel else template
+        return render_for(self.engine.profile, name, lang, **context)
 
     # -- buttons ---------------------------------------------------------------------------------------------
 

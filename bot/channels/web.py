@@ -46,7 +46,7 @@ from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.metrics import Metrics
 from bot.registry.models import Conversation, TranscriptEntry
 from bot.registry.session import unavailable
-from bot.render import render
+from bot.render import render_for
 from bot.server import Channel, Services
 
 logger = logging.getLogger(__name__)
@@ -274,12 +274,10 @@ class WebChat:
         embedded = request.query_params.get("embed") == "1"
         fresh = visitor is None
         visitor = visitor or self.cookies.new_visitor()
-        html = render(
+        html = render_for(
+            profile,
             "web/page",
             lang,
-            tz=profile.timezone,
-            profile=profile,
-            registry_name=profile.display_name(lang),
             embedded=embedded,
             # an embedded page keeps its visitor itself (in the site's partition of the browser's storage)
             visitor=self.cookies.sign(visitor) if embedded else "",

@@ -35,7 +35,7 @@ from bot.config import Settings
 from bot.engine import Engine, NotStored
 from bot.messages import Attachment, Choice, Inbound, Reply
 from bot.registry import repo
-from bot.render import render
+from bot.render import render_for
 
 logger = logging.getLogger(__name__)
 
@@ -346,15 +346,8 @@ class WhatsAppChannel:
         return chosen or self.engine.profile.default_language
 
     def _render(self, template: str, lang: str, /, *, channel: bool = True, **context: Any) -> str:
-        profile = self.engine.profile
-        return render(
-            f"channels/whatsapp/{template}" if channel else template,
-            lang,
-            tz=profile.timezone,
-            profile=profile,
-            registry_name=profile.display_name(lang),
-            **context,
-        )
+        name = f"channels/whatsapp/{template}" if channel else template
+        return render_for(self.engine.profile, name, lang, **context)
 
     # -- buttons ---------------------------------------------------------------------------------------------
 
