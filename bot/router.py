@@ -57,7 +57,8 @@ class Router:
         self.understander = understander
         self.flows = flows
         self.hours = hours
-        self._answers: dict[tuple[str, str, str], Reply] = {}  # (article, its language, member's language)
+        # (article, its language, member's language, asking whether it helped)
+        self._answers: dict[tuple[str, str, str, bool], Reply] = {}
 
     async def route(self, turn: Turn, state: State, message: Message) -> list[Reply]:
         """The replies to ``message`` (or to the button the turn pressed)."""
@@ -140,6 +141,10 @@ class Router:
                 )
                 if rated:
                     return [Reply(turn.render("helpdesk/rated"))]
+        if kind == "helped":
+            feedback_id, _, said = rest.partition(":")
+            if feedback_id.isdigit() and said in ("yes", "no"):
+                return await self._helped(turn, state, int(feedback_id), said == "yes")
         if kind == "flow" and rest in self.flows:
             return await self.start_flow(turn, state, rest, prefill=self._pending_question(turn, rest))
         if kind == "s" and active is not None:
@@ -213,6 +218,7 @@ class Router:
             text=message.raw,
             language=turn.lang,
             now=turn.now,
+            kind="clarify" if understanding.kind == "clarify" else "unknown",
         )
         if understanding.kind == "clarify":
             choices = self._topic_choices(turn, understanding.alternatives)
@@ -310,17 +316,67 @@ class Router:
             if article.flow == "handoff" and message is not None:
                 return await self._handoff(turn, state, message, Understanding("intent", "human"))
             return await self.start_flow(turn, state, article.flow)
-        return self._article_replies(turn, article)
+        question = message.raw if message is not None else turn.unanswered or ""
+        return await self._answer_asking_feedback(turn, article, question)
 
-    def _article_replies(self, turn: Turn, article: Article) -> list[Reply]:
+    async def _answer_asking_feedback(self, turn: Turn, article: Article, question: str) -> list[Reply]:
+        """The article's answer with a 👍/👎 pair, the answer kept (per article and language) for them."""
+        feedback_id = await repo.record_answer(
+            turn.connection,
+            conversation_id=turn.conversation_id,
+            registry=self.profile.key,
+            topic=article.id,
+            language=article.lang,
+            question=question,
+            now=turn.now,
+        )
+        (reply,) = self._article_replies(turn, article, asking=True)
+        asked = not any(choice.meaning == "yes" for choice in reply.choices)  # else a yes starts the errand
+        pair = (
+            Choice(turn.t(N_("👍 Helpful")), f"helped:{feedback_id}:yes", "yes" if asked else ""),
+            Choice(turn.t(N_("👎 Not helpful")), f"helped:{feedback_id}:no", "no" if asked else ""),
+        )
+        return [Reply(reply.text, (*reply.choices, *pair), reply.links)]
+
+    async def _helped(self, turn: Turn, state: State, feedback_id: int, helpful: bool) -> list[Reply]:
+        """The member's 👍 or 👎 on an answer; a 👎 is a content gap, and offers the next likely topics and a
+        person (who starts from the question)."""
+        given = await repo.answer_helped(
+            turn.connection, feedback_id=feedback_id, conversation_id=turn.conversation_id, helpful=helpful
+        )
+        if given is None:
+            return [Reply(turn.render("feedback_noted"))]
+        if helpful:
+            return [Reply(turn.render("feedback_thanks"))]
+        if given.question:
+            await repo.record_unanswered(
+                turn.connection,
+                conversation_id=turn.conversation_id,
+                registry=self.profile.key,
+                text=given.question,
+                language=given.language or turn.lang,
+                now=turn.now,
+                kind="unhelpful",
+                topic=given.topic,
+            )
+            state["question"] = given.question  # a person taking over starts from it
+        others = self.understander.next_likely(
+            Message.of(given.question, given.language or turn.lang), self.profile.key, besides=given.topic
+        )
+        choices = self._topic_choices(turn, others)
+        choices.append(Choice(turn.t(N_("Talk to a person")), "flow:handoff"))
+        return [Reply(turn.render("feedback_unhelpful", offered=len(choices) > 1), tuple(choices))]
+
+    def _article_replies(self, turn: Turn, article: Article, *, asking: bool = False) -> list[Reply]:
+        """The article's answer; ``asking`` whether it helped (when it offers no errand to say yes to)."""
         # an article's answer depends only on the article and the member's language: rendered once
-        key = (article.id, article.lang, turn.lang)
+        key = (article.id, article.lang, turn.lang, asking)
         reply = self._answers.get(key)
         if reply is None:
-            reply = self._answers[key] = self._article_reply(turn, article)
+            reply = self._answers[key] = self._article_reply(turn, article, asking)
         return [reply]
 
-    def _article_reply(self, turn: Turn, article: Article) -> Reply:
+    def _article_reply(self, turn: Turn, article: Article, asking: bool) -> Reply:
         choices: list[Choice] = []
         offer = article.flow if article.flow in self.flows and article.flow in self.profile.flows else None
         if offer:
@@ -333,7 +389,7 @@ class Router:
         links = (
             (Link(turn.t(N_("Read more on the registry's site")), article.source),) if article.source else ()
         )
-        text = turn.render("answer", article=article, offer=offer)
+        text = turn.render("answer", article=article, offer=offer, asking=asking)
         return Reply(text, tuple(choices), links)
 
     def hours_reply(self, turn: Turn) -> Reply:

@@ -95,6 +95,8 @@ TEMPLATE_CONTEXT = {
     "next_closure": MOMENT.date(),
     "until": MOMENT,
     "wrong": True,
+    "offered": True,
+    "asking": True,
 }
 
 

@@ -15,9 +15,11 @@ number that texted STOP gets nothing at all until it texts START, and that is ke
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import mimetypes
 import re
+import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
@@ -176,6 +178,11 @@ def keyword(text: str) -> str:
 def sms_text(reply: Reply, *, numbered_from: int = 1, max_segments: int = MAX_SEGMENTS) -> str:
     """A reply as a text message: plain text, numbered choices ("1. Yes, start now"), links as URLs;
     shortened when it would take more than ``max_segments`` segments."""
+    # a pictograph in a label ("👍 Helpful") would make the whole message UCS-2: a third of the room
+    reply = dataclasses.replace(
+        reply,
+        choices=tuple(dataclasses.replace(c, label=_without_pictographs(c.label)) for c in reply.choices),
+    )
     whole = format_reply(
         reply, numbered_from=numbered_from, choice_line="{number}. {label}", link_line="{label}: {url}"
     )
@@ -185,6 +192,12 @@ def sms_text(reply: Reply, *, numbered_from: int = 1, max_segments: int = MAX_SE
     choices = [f"{number}. {c.label}" for number, c in enumerate(reply.choices, start=numbered_from)]
     urls = [_plain_url(link.url) for link in reply.links]
     return shorten(plain_text(reply.text), urls, max_segments, choices=choices)
+
+
+def _without_pictographs(label: str) -> str:
+    """A button's label without its emoji (symbols outside every alphabet), or as it is if that is all."""
+    kept = "".join(char for char in label if unicodedata.category(char) != "So" and char != "\ufe0f").strip()
+    return kept or label
 
 
 def _plain_url(url: str) -> str:

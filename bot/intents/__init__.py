@@ -21,7 +21,7 @@ from bot.intents.requests import asks_about_hours, asks_for_person
 from bot.knowledge import KnowledgeBase
 from bot.understanding.decide import decide
 from bot.understanding.message import Message
-from bot.understanding.model import TopicModel
+from bot.understanding.model import OUT_OF_SCOPE, TopicModel
 
 INTENTS: tuple[Intent, ...] = smalltalk.INTENTS + control.INTENTS
 
@@ -203,3 +203,18 @@ class Understander:
 
         decision = decide(model, message, excluded=excluded)
         return Understanding(decision.verdict, decision.topic, decision.score, decision.alternatives)
+
+    def next_likely(self, message: Message, registry: str, *, besides: str, count: int = 2) -> list[str]:
+        """The likeliest topics for ``message`` other than ``besides`` and those it is not about, at most
+        ``count`` (what to offer when the answer given did not help)."""
+        model = self.models.get(registry)
+        if model is None or message.empty:
+            return []
+        found: list[str] = []
+        for topic, _ in model.ranked(message):
+            if topic in (OUT_OF_SCOPE, besides) or self.knowledge.excludes(registry, topic, message.words):
+                continue
+            found.append(topic)
+            if len(found) == count:
+                break
+        return found

@@ -27,7 +27,10 @@ YES_PHRASES = _phrases(
     si|sii|sip|claro|claro que si|por supuesto|dale|va|sale|orale|andale|vale|esta bien|de acuerdo|
     adelante|correcto|asi es|confirmo|simon|hagalo|hazlo|me parece bien|si por favor|si claro|con gusto|
     listo|ok si|no hay problema|empezar|empezar ahora|si empezar ahora|
-    是|是的|好|好的|好滴|对|对的|可以|行|嗯|嗯嗯|确认|没问题|当然|当然可以|要的|ok的|开始|现在开始
+    是|是的|好|好的|好滴|对|对的|可以|行|嗯|嗯嗯|确认|没问题|当然|当然可以|要的|ok的|开始|现在开始|
+    it helped|that helped|yes it did|yes it helped|it did|helpful|very helpful|useful|
+    me sirvio|si me sirvio|me ayudo|si me ayudo|sirvio|muy util|
+    有用|有帮助|帮到了|帮到我了|有帮到
     """
 )
 NO_PHRASES = _phrases(
@@ -36,7 +39,10 @@ NO_PHRASES = _phrases(
     i dont want to|no way|no no|dont do it|never mind|nevermind|
     no gracias|mejor no|ahorita no|ahora no|todavia no|ya no|despues|luego|olvidalo|dejalo|para nada|
     no quiero|nel|no por favor|
-    不|不是|不要|不用|不了|否|算了|先不|先不要|别|不对|不需要|不想|不使|不好|不必|不用了
+    it didnt|no it didnt|didnt help|it didnt help|not helpful|no it didnt help|not useful|
+    no me sirvio|no me ayudo|no sirvio|no ayudo|no me sirvio de nada|
+    不|不是|不要|不用|不了|否|算了|先不|先不要|别|不对|不需要|不想|不使|不好|不必|不用了|
+    没用|没有用|没帮助|没有帮助|没帮到|没帮上|没有帮到
     """
 )
 # words said around a yes or a no that change nothing ("yes please", "sí, por favor", "好的，麻烦你")

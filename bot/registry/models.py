@@ -310,7 +310,8 @@ class OutboxMessage(Base):
 
 
 class Feedback(Base):
-    """Whether an answer helped (or a rating after a hand-off)."""
+    """An article given as an answer and whether it helped (👍/👎, ``helpful`` NULL until said), or a
+    rating after a hand-off."""
 
     __tablename__ = "feedback"
 
@@ -320,10 +321,18 @@ class Feedback(Base):
     helpful: Mapped[bool | None] = mapped_column(Boolean)
     rating: Mapped[int | None]
     created_at: Mapped[datetime]
+    registry_key: Mapped[str | None] = mapped_column("registry", String(16))
+    language: Mapped[str | None] = mapped_column(String(16))  # the answer's language
+    question: Mapped[str | None] = mapped_column(Text)  # what the member asked, personal data masked
+
+
+GAP_KINDS = ("unknown", "clarify", "unhelpful")
+GAP_STATUSES = ("open", "labelled", "new_article", "ignored")
 
 
 class UnansweredQuestion(Base):
-    """A question no article matched: the content gaps to write articles for."""
+    """A content gap: a question the assistant declined (``unknown``) or asked back about (``clarify``), or
+    one whose answer got a 👎 (``unhelpful``, ``topic`` being the article given)."""
 
     __tablename__ = "unanswered_questions"
 
@@ -333,6 +342,44 @@ class UnansweredQuestion(Base):
     language: Mapped[str] = mapped_column(String(16))
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(16), default="unknown")
+    topic: Mapped[str | None] = mapped_column(String(64))
+    gap_group_id: Mapped[int | None] = mapped_column(ForeignKey("gap_groups.id"), index=True)
+
+
+class GapGroup(Base):
+    """Questions of a content-gap digest that say the same thing, and what staff decided about them: they
+    belong to a topic (``labelled``), need a new article (``new_article``, ``topic`` its future id), or are
+    ``ignored``."""
+
+    __tablename__ = "gap_groups"
+    __table_args__ = (CheckConstraint(_in("status", GAP_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    registry_key: Mapped[str] = mapped_column("registry", String(16), index=True)
+    created_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    topic: Mapped[str | None] = mapped_column(String(64))
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decided_at: Mapped[datetime | None]
+
+
+class TrainingLabel(Base):
+    """A member's question staff said belongs to a topic: an example ``registry-bot kb train`` learns from.
+    Undone labels stay, with who undid them and when, and are no longer trained on."""
+
+    __tablename__ = "training_labels"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    registry_key: Mapped[str] = mapped_column("registry", String(16), index=True)
+    language: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    topic: Mapped[str] = mapped_column(String(64))
+    gap_group_id: Mapped[int | None] = mapped_column(ForeignKey("gap_groups.id"), index=True)
+    labelled_by: Mapped[str] = mapped_column(String(100))
+    labelled_at: Mapped[datetime]
+    undone_by: Mapped[str | None] = mapped_column(String(100))
+    undone_at: Mapped[datetime | None]
 
 
 class SmsOptOut(Base):

@@ -82,6 +82,20 @@ _SAVE_CONVERSATION = (
 _INSERT_TRANSCRIPT = insert(_TRANSCRIPTS)
 _INSERT_TRANSCRIPT_RETURNING_ID = _INSERT_TRANSCRIPT.returning(_TRANSCRIPTS.c.id)
 _INSERT_UNANSWERED = insert(Base.metadata.tables[UnansweredQuestion.__tablename__])
+_FEEDBACK = Base.metadata.tables[Feedback.__tablename__]
+_INSERT_ANSWER = insert(_FEEDBACK).returning(_FEEDBACK.c.id)
+_ANSWER_HELPED = (
+    update(_FEEDBACK)
+    .where(
+        _FEEDBACK.c.id == bindparam("feedback_id"),
+        _FEEDBACK.c.conversation_id == bindparam("of_conversation"),
+        _FEEDBACK.c.helpful.is_(None),
+        _FEEDBACK.c.topic.is_not(None),
+        _FEEDBACK.c.rating.is_(None),
+    )
+    .values(helpful=bindparam("said"))
+    .returning(_FEEDBACK.c.topic, _FEEDBACK.c.language, _FEEDBACK.c.question)
+)
 _LINKED_MEMBER = (
     select(*_MEMBER_COLUMNS)
     .join(_CHAT_LINKS, _CHAT_LINKS.c.member_id == _MEMBERS.c.id)
@@ -341,10 +355,18 @@ def mask_personal(text: str) -> str:
 
 
 async def record_unanswered(
-    db: Database, *, conversation_id: int, registry: str, text: str, language: str, now: datetime
+    db: Database,
+    *,
+    conversation_id: int,
+    registry: str,
+    text: str,
+    language: str,
+    now: datetime,
+    kind: str = "unknown",
+    topic: str | None = None,
 ) -> None:
-    """Keep a question no article answered (the content gaps staff review), without the e-mail addresses
-    and numbers a member may have typed in it."""
+    """Keep a content gap (a question declined, asked back about, or whose answer ``topic`` got a 👎) for
+    staff to review, without the e-mail addresses and numbers a member may have typed in it."""
     await db.execute(
         _INSERT_UNANSWERED,
         {
@@ -353,8 +375,56 @@ async def record_unanswered(
             "language": language,
             "text": mask_personal(text),
             "created_at": now,
+            "kind": kind,
+            "topic": topic,
         },
     )
+
+
+async def record_answer(
+    db: Database,
+    *,
+    conversation_id: int,
+    registry: str,
+    topic: str,
+    language: str,
+    question: str,
+    now: datetime,
+) -> int:
+    """Keep that article ``topic`` answered ``question`` (masked) in ``language``; returns the row the
+    member's 👍 or 👎 is written to."""
+    values = {
+        "conversation_id": conversation_id,
+        "registry": registry,
+        "topic": topic,
+        "language": language,
+        "question": mask_personal(question),
+        "created_at": now,
+    }
+    return int((await db.execute(_INSERT_ANSWER, values)).scalar_one())
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerGiven:
+    """An answer the member said helped or not."""
+
+    topic: str
+    language: str
+    question: str
+
+
+async def answer_helped(
+    db: Database, *, feedback_id: int, conversation_id: int, helpful: bool
+) -> AnswerGiven | None:
+    """Write the member's 👍 or 👎 to an answer of their conversation, once; None when it is not theirs or
+    was already said."""
+    row = (
+        await db.execute(
+            _ANSWER_HELPED,
+            {"feedback_id": feedback_id, "of_conversation": conversation_id, "said": helpful},
+        )
+    ).one_or_none()
+    return None if row is None else AnswerGiven(str(row[0]), str(row[1] or ""), str(row[2] or ""))
 
 
 async def linked_member(session: AsyncSession, *, channel: str, user_id: str) -> VerifiedMember | None:
