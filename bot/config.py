@@ -112,6 +112,14 @@ class Settings(BaseSettings):
     slack_staff_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
     slack_operations_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
     slack_director_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # the weekly content-gap digest: which channel (default the hand-off channel), which day and local time
+    # (the registry's time zone), and how many days of questions it groups; `/registry gaps` posts one now
+    slack_gaps_channel: str = ""
+    gaps_digest_day: Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"] = (
+        "monday"
+    )
+    gaps_digest_time: time = time(9, 0)
+    gaps_digest_days: int = Field(default=7, ge=1, le=90)
 
     @field_validator(
         "slack_staff_ids", "slack_operations_ids", "slack_director_ids", "web_embed_origins", mode="before"

@@ -16,6 +16,7 @@ import logging
 import re
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
@@ -30,7 +31,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from bot.config import Settings
-from bot.helpdesk import MAX_STATS_DAYS, EscalationCard, HelpDesk, MemberRecord, RequestCard, Stats
+from bot.helpdesk import MAX_STATS_DAYS, EscalationCard, HelpDesk, MemberRecord, Outcome, RequestCard, Stats
+from bot.learning import ContentGaps, Digest, DigestGroup
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +56,17 @@ MAX_LISTED = 25  # hand-offs listed in /registry queue or the morning summary
 MAX_REASON = 2000  # a denial's reason, typed by staff for the member
 MAX_ROW_ID = 2**31 - 1  # database ids are 32-bit integers
 
-USAGE = "Usage: /registry lookup <Registry ID> · /registry queue · /registry stats [days]"
+USAGE = "Usage: /registry lookup <Registry ID> · /registry queue · /registry stats [days] · /registry gaps"
+MAX_OPTIONS = 100  # a select menu's options
+MAX_OPTION_TEXT = 75  # an option's text
+MAX_HELPFULNESS = 20  # articles listed under "Article helpfulness"
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+KIND_NAMES = {"unknown": "declined", "clarify": "asked back", "unhelpful": "👎"}
+DECISIONS = {
+    "labelled": "✅ Belongs to",
+    "new_article": "📝 Needs a new article:",
+    "ignored": "🚫 Ignored",
+}
 STALE_BUTTON = "That button is not one this app made (or it is too old to use): nothing changed."
 STALE_FORM = "This form is not one this app made (or it is too old to use): nothing changed."
 NOT_ON_STAFF_LIST = (
@@ -248,6 +260,129 @@ def _lookup_text(registry_id: str, record: MemberRecord | None) -> str:
     return _clip("\n".join(lines), MAX_MESSAGE)
 
 
+def _gap_group_blocks(group: DigestGroup, topics: tuple[tuple[str, str], ...]) -> list[dict[str, Any]]:
+    """One group of the digest: its size, languages and examples, the articles it came close to, and
+    staff's choices (belongs to …, needs a new article, ignore), or the decision taken and Undo."""
+    languages = ", ".join(LANGUAGE_NAMES.get(lang, lang) for lang in group.languages)
+    kinds = ", ".join(f"{KIND_NAMES.get(kind, kind)} {count}" for kind, count in group.kinds)
+    lines = [f"*{group.size} question{'s' if group.size != 1 else ''}* · {_escape(languages)} · {kinds}"]
+    lines += [f"> {_quote(text, MAX_PREVIEW)}" for _, text in group.examples]
+    if group.near:
+        near = " · ".join(f"{_escape(n.title)} ({n.probability:.0%})" for n in group.near)
+        lines.append(f"_Came close to:_ {near}")
+    section = _section("\n".join(lines))
+    section["block_id"] = f"gap:{group.id}"
+    if group.status == "open":
+        section["accessory"] = {
+            "type": "static_select",
+            "action_id": "gap_topic",
+            "placeholder": {"type": "plain_text", "text": "Belongs to…"},
+            "options": [
+                {
+                    "text": {"type": "plain_text", "text": _clip(title, MAX_OPTION_TEXT)},
+                    "value": f"{group.id}:{topic}",
+                }
+                for topic, title in topics[:MAX_OPTIONS]
+            ],
+        }
+        buttons = [
+            _button("Needs a new article", "gap_new_article", str(group.id)),
+            _button("Ignore", "gap_ignore", str(group.id)),
+        ]
+        return [{"type": "divider"}, section, {"type": "actions", "elements": buttons}]
+    decision = DECISIONS.get(group.status, group.status)
+    if group.status == "labelled":
+        decision += f" *{_escape(group.topic_title or '')}* (`{_escape(group.topic or '')}`)"
+    elif group.status == "new_article":
+        decision += f" `{_escape(group.topic or '')}`"
+    if group.decided_by:
+        decision += f" · by <@{group.decided_by}>"
+    return [
+        {"type": "divider"},
+        section,
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(decision, MAX_LINE)}]},
+        {"type": "actions", "elements": [_button("Undo", "gap_undo", str(group.id))]},
+    ]
+
+
+def digest_blocks(digest: Digest) -> list[dict[str, Any]]:
+    """The weekly content-gap digest: the groups, largest first, what waits for a new article, and each
+    article's helpfulness per language."""
+    count = sum(group.size for group in digest.groups)
+    blocks = [
+        _header(f"Content gaps: the last {digest.days} days"),
+        _section(
+            f"{digest.questions} question(s) the assistant declined, asked back about, or whose answer got "
+            f"a 👎; the {len(digest.groups)} largest group(s) of them ({count} questions) below. Say what "
+            "each group belongs to: the assistant learns it at the next retrain."
+            if digest.groups
+            else f"No open content gaps in the last {digest.days} days."
+        ),
+    ]
+    for group in digest.groups:
+        blocks += _gap_group_blocks(group, digest.topics)
+    if digest.waiting:
+        lines = [
+            f"• `{_escape(w.topic)}`: {w.size} question(s), e.g. “{_quote(w.example, MAX_PREVIEW)}” "
+            f"(<@{w.decided_by}>, {w.decided_at:%Y-%m-%d})"
+            for w in digest.waiting[:MAX_LISTED]
+        ]
+        blocks += [{"type": "divider"}, _section("*Waiting for a new article:*\n" + "\n".join(lines))]
+    blocks += [{"type": "divider"}, _section(_helpfulness_text(digest))]
+    return blocks
+
+
+def _helpfulness_text(digest: Digest) -> str:
+    """Each article answered in the period: per language, answers · 👍 · 👎."""
+    per_article: dict[str, list[str]] = {}
+    for title, figures in digest.helpfulness:
+        language = LANGUAGE_NAMES.get(figures.language, figures.language)
+        per_article.setdefault(title, []).append(
+            f"{_escape(language)} {figures.answers} · {figures.helpful} · {figures.unhelpful}"
+        )
+    lines = [f"• {_escape(title)}: {' — '.join(parts)}" for title, parts in per_article.items()]
+    shown = lines[:MAX_HELPFULNESS]
+    if len(lines) > MAX_HELPFULNESS:
+        shown.append(f"… and {len(lines) - MAX_HELPFULNESS} more article(s).")
+    body = "\n".join(shown) or "No answers in this period."
+    return _clip(f"*Article helpfulness* (answers · 👍 · 👎), last {digest.days} days:\n{body}")
+
+
+def _digest_text(digest: Digest) -> str:
+    """The digest's notification text (what a phone's notification shows)."""
+    return f"Content gaps: {len(digest.groups)} group(s) of questions to look at"
+
+
+def new_article_modal(metadata: str) -> dict[str, Any]:
+    """The form that asks for the topic id of the article a group needs."""
+    return {
+        "type": "modal",
+        "callback_id": "gap_new_article",
+        "private_metadata": metadata[:MAX_METADATA],
+        "title": {"type": "plain_text", "text": "Needs a new article"},
+        "submit": {"type": "plain_text", "text": "Save"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": "topic",
+                "label": {"type": "plain_text", "text": "Topic id of the new article"},
+                "hint": {
+                    "type": "plain_text",
+                    "text": "Lower-case letters, digits and dashes. The group is listed by /registry gaps "
+                    "until an article with this id is published.",
+                },
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": "id",
+                    "max_length": 63,
+                    "placeholder": {"type": "plain_text", "text": "print-certificate"},
+                },
+            }
+        ],
+    }
+
+
 def _stats_text(stats: Stats) -> str:
     rating = f"{stats.average_rating:.1f}" if stats.average_rating is not None else "none yet"
     gaps = "\n".join(f"  {n}× {_quote(q, MAX_PREVIEW)}" for q, n in stats.top_unanswered) or "  none"
@@ -264,11 +399,12 @@ class SlackChannel:
 
     name = "slack"
 
-    def __init__(self, helpdesk: HelpDesk, settings: Settings) -> None:
+    def __init__(self, helpdesk: HelpDesk, settings: Settings, gaps: ContentGaps | None = None) -> None:
         if settings.slack_bot_token is None:
             raise ValueError("REGISTRY_BOT_SLACK_BOT_TOKEN is not set")
         self.helpdesk = helpdesk
         self.settings = settings
+        self.gaps = gaps
         self.client = AsyncWebClient(
             token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
         )
@@ -290,6 +426,7 @@ class SlackChannel:
         self.handler = AsyncSlackRequestHandler(self.app)
         self._socket_mode: Any = None
         self._mornings: asyncio.Task[None] | None = None
+        self._digests: asyncio.Task[None] | None = None
         self._catching_up: asyncio.Task[None] | None = None
         self._register()
 
@@ -304,6 +441,8 @@ class SlackChannel:
         self._catching_up = asyncio.create_task(self._post_missed_quietly(), name="slack-catch-up")
         if self.helpdesk.hours.known and self.settings.slack_handoff_channel:
             self._mornings = asyncio.create_task(self._morning_summaries())
+        if self.gaps is not None and self.gaps_channel:
+            self._digests = asyncio.create_task(self._weekly_digests(), name="slack-gap-digests")
         if self.settings.slack_app_token is not None:
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
@@ -313,7 +452,7 @@ class SlackChannel:
             await self._socket_mode.connect_async()
 
     async def stop(self) -> None:
-        for task in (self._catching_up, self._mornings):
+        for task in (self._catching_up, self._mornings, self._digests):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -337,6 +476,43 @@ class SlackChannel:
             except Exception:  # Slack away this morning: tomorrow's summary still lists what waits
                 logger.exception("morning summary not posted")
             posted = opening  # one summary per opening
+
+    @property
+    def gaps_channel(self) -> str:
+        """Where the content-gap digest goes: its own channel, or the hand-off channel."""
+        return self.settings.slack_gaps_channel or self.settings.slack_handoff_channel
+
+    def next_digest(self, now: datetime) -> datetime:
+        """The next weekly digest after ``now``: the configured day and local time, in the registry's zone."""
+        zone = ZoneInfo(self.helpdesk.profile.timezone)
+        local = now.astimezone(zone)
+        days = (WEEKDAYS.index(self.settings.gaps_digest_day) - local.weekday()) % 7
+        moment = datetime.combine(local.date() + timedelta(days=days), self.settings.gaps_digest_time, zone)
+        return (
+            moment if moment > now else datetime.combine(moment.date() + timedelta(days=7), moment.timetz())
+        )
+
+    async def _weekly_digests(self) -> None:
+        """Post the content-gap digest every week at the configured time (once, whatever the processes)."""
+        while True:
+            now = self.helpdesk.clock()
+            due = self.next_digest(now)
+            await asyncio.sleep(max((due - now).total_seconds(), 0) + 1)
+            try:
+                if await self.helpdesk.first_delivery("slack-gaps", due.isoformat()):
+                    await self.post_digest()
+            except Exception:  # Slack or the database away: the next digest still holds the open questions
+                logger.exception("content-gap digest not posted")
+
+    async def post_digest(self) -> Digest | None:
+        """Group the open content gaps into a new digest and post it to the gaps channel."""
+        if self.gaps is None or not self.gaps_channel:
+            return None
+        digest = await self.gaps.digest()
+        await self.client.chat_postMessage(
+            channel=self.gaps_channel, text=_digest_text(digest), blocks=digest_blocks(digest)
+        )
+        return digest
 
     def healthy(self) -> bool:
         return True
@@ -446,6 +622,11 @@ class SlackChannel:
         app.action("approve")(self._approve)
         app.action("deny")(self._deny)
         app.view("deny_reason")(self._deny_reason)
+        app.action("gap_topic")(self._gap_topic)
+        app.action("gap_ignore")(self._gap_ignore)
+        app.action("gap_undo")(self._gap_undo)
+        app.action("gap_new_article")(self._gap_new_article)
+        app.view("gap_new_article")(self._gap_new_article_submitted)
         app.event("message")(self._message)
         app.command("/registry")(self._command)
 
@@ -567,6 +748,96 @@ class SlackChannel:
                 blocks=request_blocks(card),
             )
 
+    # -- the content-gap digest ---------------------------------------------------------------------------
+
+    async def _gap_action(self, body: dict[str, Any], value: object) -> tuple[ContentGaps, int, str] | None:
+        """(the gaps, the group's id, the staff member) of a click on the digest, or None after telling
+        the one who clicked why nothing happens."""
+        user = _user(body)
+        group_id = _row_id(value)
+        if self.gaps is None or not self.helpdesk.is_staff(user):
+            await self._ephemeral(body, "Only help desk staff can decide about content gaps.")
+            return None
+        if group_id is None:
+            await self._ephemeral(body, STALE_BUTTON)
+            return None
+        return self.gaps, group_id, user
+
+    async def _after_gap(
+        self, group_id: int, outcome: Outcome, channel: str | None, ts: str | None, user: str
+    ) -> None:
+        """Show the decision in the digest (drawn again from the database), or tell staff why not."""
+        if not outcome.ok:
+            if channel:
+                await self.client.chat_postEphemeral(channel=channel, user=user, text=outcome.message)
+            return
+        created_at = await self.gaps.created_at(group_id) if self.gaps is not None else None
+        if self.gaps is not None and created_at is not None and channel and ts:
+            digest = await self.gaps.view(created_at)
+            await self.client.chat_update(
+                channel=channel, ts=ts, text=_digest_text(digest), blocks=digest_blocks(digest)
+            )
+
+    async def _gap_topic(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        option = action.get("selected_option")
+        value = option.get("value") if isinstance(option, dict) else None
+        group, _, topic = (value if isinstance(value, str) else "").partition(":")
+        found = await self._gap_action(body, group)
+        if found is not None:
+            gaps, group_id, user = found
+            await self._after_gap(group_id, await gaps.label(group_id, topic, user), *_where(body), user)
+
+    async def _gap_ignore(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        found = await self._gap_action(body, action.get("value"))
+        if found is not None:
+            gaps, group_id, user = found
+            await self._after_gap(group_id, await gaps.ignore(group_id, user), *_where(body), user)
+
+    async def _gap_undo(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        found = await self._gap_action(body, action.get("value"))
+        if found is not None:
+            gaps, group_id, user = found
+            await self._after_gap(group_id, await gaps.undo(group_id, user), *_where(body), user)
+
+    async def _gap_new_article(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        found, trigger = await self._gap_action(body, action.get("value")), body.get("trigger_id")
+        if found is None:
+            return
+        if not isinstance(trigger, str):
+            await self._ephemeral(body, STALE_BUTTON)
+            return
+        channel, ts = _where(body)
+        metadata = f"{found[1]}|{channel or ''}|{ts or ''}"
+        await self.client.views_open(trigger_id=trigger, view=new_article_modal(metadata))
+
+    async def _gap_new_article_submitted(self, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        parts = str(view.get("private_metadata") or "").split("|")
+        group_id = _row_id(parts[0]) if len(parts) == 3 else None
+        user = _user(body)
+        if (
+            self.gaps is None
+            or group_id is None
+            or not _SLACK_ID.fullmatch(parts[1])
+            or not _SLACK_TS.fullmatch(parts[2])
+        ):
+            await ack(response_action="errors", errors={"topic": STALE_FORM})
+            return
+        if not self.helpdesk.is_staff(user):
+            await ack(response_action="errors", errors={"topic": "Only help desk staff can decide this."})
+            return
+        values = ((view.get("state") or {}).get("values") or {}).get("topic") or {}
+        typed = (values.get("id") or {}).get("value") if isinstance(values, dict) else None
+        outcome = await self.gaps.needs_article(group_id, typed if isinstance(typed, str) else "", user)
+        if not outcome.ok:
+            await ack(response_action="errors", errors={"topic": outcome.message})
+            return
+        await ack()
+        await self._after_gap(group_id, outcome, parts[1] or None, parts[2] or None, user)
+
     async def _message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         """A staff reply in a hand-off thread goes to the member; everything else is ignored.
 
@@ -637,6 +908,12 @@ class SlackChannel:
             if days is None:
                 return f"Give the days as one whole number from 1 to {MAX_STATS_DAYS}: /registry stats 30"
             return _stats_text(await self.helpdesk.stats(days))
+        if verb == "gaps":
+            if self.gaps is None or not self.gaps_channel:
+                return "Set REGISTRY_BOT_SLACK_GAPS_CHANNEL (or the hand-off channel) to post the digest."
+            digest = await self.post_digest()
+            groups = len(digest.groups) if digest is not None else 0
+            return f"Posted the content-gap digest ({groups} group(s)) to <#{self.gaps_channel}>."
         return USAGE
 
 
