@@ -16,7 +16,7 @@ Questions in one language are similar when their words are, helped by their prof
 languages only through their profiles, with a higher bar. Groups are formed by average-linkage agglomerative
 clustering: two groups merge while the mean similarity between their questions stays above the bar. The
 bars were chosen on the training questions (grouped by their topics), never on evaluation files.
-
+"""
 
 from __future__ import annotations
 
@@ -139,8 +139,11 @@ class ArticleSpace:
         parts = self._parts(questions)
         if not self._centre:
             return _unit(np.hstack(parts))
-        scaled = [(part - centre) / distance for part, (centre, distance) in zip(parts, self._centre, strict=True)]
-        return np.hstack(scaled) / np.sqrt(len(scaled))
+        scaled = [
+            (part - centre) / distance for part, (centre, distance) in zip(parts, self._centre, strict=True)
+        ]
+        result: Matrix = np.hstack(scaled) / np.sqrt(len(scaled))
+        return result
 
 
 def _unit(matrix: Matrix) -> Matrix:
