@@ -317,9 +317,11 @@ class Router:
                 return await self._handoff(turn, state, message, Understanding("intent", "human"))
             return await self.start_flow(turn, state, article.flow)
         question = message.raw if message is not None else turn.unanswered or ""
-        return await self._answer_asking_feedback(turn, article, question)
+        return await self._answer_asking_feedback(turn, state, article, question)
 
-    async def _answer_asking_feedback(self, turn: Turn, article: Article, question: str) -> list[Reply]:
+    async def _answer_asking_feedback(
+        self, turn: Turn, state: State, article: Article, question: str
+    ) -> list[Reply]:
         """The article's answer with a 👍/👎 pair, the answer kept (per article and language) for them."""
         feedback_id = await repo.record_answer(
             turn.connection,
@@ -330,6 +332,8 @@ class Router:
             question=question,
             now=turn.now,
         )
+        # the member's own words, for a person taking over after a 👎 (staff read them unmasked)
+        state["answered"] = [feedback_id, question]
         (reply,) = self._article_replies(turn, article, asking=True)
         asked = not any(choice.meaning == "yes" for choice in reply.choices)  # else a yes starts the errand
         pair = (
@@ -359,7 +363,9 @@ class Router:
                 kind="unhelpful",
                 topic=given.topic,
             )
-            state["question"] = given.question  # a person taking over starts from it
+            answered = state.pop("answered", None) or [None, ""]
+            # a person taking over starts from it, in the member's words when it was the last answer
+            state["question"] = answered[1] if answered[0] == feedback_id else given.question
         others = self.understander.next_likely(
             Message.of(given.question, given.language or turn.lang), self.profile.key, besides=given.topic
         )
