@@ -37,9 +37,9 @@ from bot.understanding.model import TopicModel
 
 Matrix = npt.NDArray[np.float64]
 
-SAME_LANGUAGE = 0.45  # mean similarity two groups need to merge
+SAME_LANGUAGE = 0.5  # mean similarity two groups need to merge
 WORDS_SHARE = 0.6  # in one language: this much from the words, the rest from the article profiles
-ACROSS_LANGUAGES = 0.60  # two languages: the article profiles' cosine needed to count as SAME_LANGUAGE
+ACROSS_LANGUAGES = 0.70  # two languages: the profiles' likeness needed to count as much as SAME_LANGUAGE
 
 
 @dataclass(frozen=True, slots=True)
