@@ -152,7 +152,7 @@ async def desk(make_app: Callable[..., App]) -> AsyncIterator[Desk]:
         await app.seed_demo()
         chats = Chats()
         app.helpdesk.push = chats
-        channel = holder["channel"] = SlackChannel(app.helpdesk, app.settings)
+        channel = holder["channel"] = SlackChannel(app.helpdesk, app.settings, app.gaps)
         app.engine.listeners.append(channel.on_event)
         async with httpx.AsyncClient(base_url=slack.url, timeout=30) as http:
             try:
