@@ -16,7 +16,8 @@ from bot.learning import Digest
 from bot.registry.models import GapGroup, TrainingLabel, UnansweredQuestion
 from tests.fakes.slack_api import TEAM, block_kit_errors
 from tests.helpers import Chatter
-from tests.test_slack import STAFF, STRANGER, Desk, desk  # noqa: F401 (the fixture)
+from tests.test_slack import STAFF, STRANGER, Desk
+from tests.test_slack import desk as desk_fixture  # noqa: F401 (makes the "desk" fixture available)
 
 # What members asked that no article answers (a mobile app), in three languages, and two that belong
 # nowhere at all.
