@@ -14,10 +14,10 @@ from sqlalchemy import select
 from bot.channels.slack import digest_blocks
 from bot.learning import Digest
 from bot.registry.models import GapGroup, TrainingLabel, UnansweredQuestion
+from tests import test_slack
 from tests.fakes.slack_api import TEAM, block_kit_errors
 from tests.helpers import Chatter
 from tests.test_slack import STAFF, STRANGER, Desk
-from tests.test_slack import desk as desk_fixture  # noqa: F401 (makes the "desk" fixture available)
 
 # What members asked that no article answers (a mobile app), in three languages, and two that belong
 # nowhere at all.
@@ -30,6 +30,9 @@ APP = [
     ("zh_Hans", "有没有可以下载的登记系统手机app"),
 ]
 ELSEWHERE = [("en", "what's the weather tomorrow"), ("es", "me recomiendas una receta de pollo")]
+
+
+desk = test_slack.desk  # the help desk in Slack, with the content-gap digest (a fixture)
 
 
 async def ask_everything(desk: Desk) -> None:
