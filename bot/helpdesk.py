@@ -473,6 +473,7 @@ class HelpDesk:
                 .where(
                     UnansweredQuestion.created_at >= since,
                     UnansweredQuestion.registry_key == self.profile.key,
+                    UnansweredQuestion.kind != "unhelpful",  # answered, though not well: in the digest
                 )
                 .group_by(UnansweredQuestion.text)
                 .order_by(func.count().desc(), UnansweredQuestion.text)

@@ -11,6 +11,7 @@ import pytest
 
 from bot.app import App
 from bot.registry.models import (
+    Feedback,
     OutboxMessage,
     ProcessedUpdate,
     TranscriptEntry,
@@ -26,6 +27,7 @@ MARIA = ("10000001", "maria.lopez@example.org")
 
 async def test_purge_deletes_only_what_is_past_its_retention(app: App, clock: Clock) -> None:
     old = Chatter(app.engine, "old")
+    await old.say("what is the training calendar? my ID is 10000001")  # an answer, kept with its words
     await old.say("verify my account")
     await old.say(MARIA[0])
     await old.say(MARIA[1])  # a code, and an e-mail that stays unsent
@@ -37,11 +39,17 @@ async def test_purge_deletes_only_what_is_past_its_retention(app: App, clock: Cl
 
     purged = await app.purge()
     assert purged["transcripts"] == old_entries and purged["verification_codes"] == 1
-    assert purged["processed_deliveries"] == 3 and purged["sent_mail"] == 0
+    assert purged["processed_deliveries"] == 4 and purged["sent_mail"] == 0
     assert await count_rows(app, TranscriptEntry) == recent_entries  # the recent conversation stays
     assert await count_rows(app, VerificationCode) == 0
     assert await count_rows(app, ProcessedUpdate) == 1
     assert await count_rows(app, OutboxMessage) == 1  # unsent mail is never purged
+    # the answers stay counted for the digest's helpfulness, without the old question's words
+    assert purged["answered_questions"] == 1
+    assert [(row.topic, row.question) for row in await rows(app, Feedback)] == [
+        ("training-calendar", None),
+        ("forgot-password", "I forgot my password"),
+    ]
     assert await app.purge() == dict.fromkeys(purged, 0)  # nothing more to do
 
 

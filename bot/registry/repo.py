@@ -991,6 +991,9 @@ async def purge(
         "unanswered_questions": delete(UnansweredQuestion).where(
             UnansweredQuestion.created_at < transcripts_before
         ),
+        "answered_questions": update(Feedback)  # the answer's figures stay, the member's words go
+        .where(Feedback.created_at < transcripts_before, Feedback.question.is_not(None))
+        .values(question=None),
         "verification_codes": delete(VerificationCode).where(VerificationCode.created_at < codes_before),
         "processed_deliveries": delete(ProcessedUpdate).where(
             ProcessedUpdate.processed_at < deliveries_before
