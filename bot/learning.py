@@ -56,6 +56,7 @@ class DigestGroup:
     examples: tuple[tuple[str, str], ...]  # (language, text), personal data masked
     kinds: tuple[tuple[str, int], ...]  # (unknown | clarify | unhelpful, count)
     near: tuple[Near, ...]
+    unhelpful_on: tuple[str, ...]  # the titles of the answers that got a 👎
     status: str  # open, labelled, new_article, ignored
     topic: str | None
     topic_title: str | None
@@ -193,6 +194,7 @@ class ContentGaps:
             examples=tuple(shown),
             kinds=tuple(sorted(kinds.items())),
             near=self._near(gaps),
+            unhelpful_on=tuple(dict.fromkeys(self._title(g.topic) for g in gaps if g.topic)),
             status=row.status,
             topic=row.topic,
             topic_title=self._title(row.topic) if row.topic and row.status == "labelled" else None,

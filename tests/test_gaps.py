@@ -239,6 +239,7 @@ def test_the_digest_with_the_longest_inputs_passes_block_kit_validation() -> Non
             examples=(("en", long), ("es", long), ("zh_Hans", long)),
             kinds=(("clarify", 5000), ("unhelpful", 1), ("unknown", 4999)),
             near=tuple(Near(f"t{n}", "T" * 300, 0.5) for n in range(3)),
+            unhelpful_on=tuple("U" * 300 for _ in range(5)),
             status="open" if n % 2 else "labelled",
             topic="t" * 64,
             topic_title="T" * 300,

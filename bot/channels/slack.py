@@ -60,6 +60,7 @@ USAGE = "Usage: /registry lookup <Registry ID> · /registry queue · /registry s
 MAX_OPTIONS = 100  # a select menu's options
 MAX_OPTION_TEXT = 75  # an option's text
 MAX_HELPFULNESS = 20  # articles listed under "Article helpfulness"
+NEAR_SHOWN = 3  # articles named after a group's 👎
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 KIND_NAMES = {"unknown": "declined", "clarify": "asked back", "unhelpful": "👎"}
 DECISIONS = {
@@ -266,6 +267,8 @@ def _gap_group_blocks(group: DigestGroup, topics: tuple[tuple[str, str], ...]) -
     languages = ", ".join(LANGUAGE_NAMES.get(lang, lang) for lang in group.languages)
     kinds = ", ".join(f"{KIND_NAMES.get(kind, kind)} {count}" for kind, count in group.kinds)
     lines = [f"*{group.size} question{'s' if group.size != 1 else ''}* · {_escape(languages)} · {kinds}"]
+    if group.unhelpful_on:
+        lines[0] += " (on " + "; ".join(_escape(title) for title in group.unhelpful_on[:NEAR_SHOWN]) + ")"
     lines += [f"> {_quote(text, MAX_PREVIEW)}" for _, text in group.examples]
     if group.near:
         near = " · ".join(f"{_escape(n.title)} ({n.probability:.0%})" for n in group.near)
