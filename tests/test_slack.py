@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -127,8 +128,11 @@ class Desk:
         return await self.post(urlencode(form).encode(), "application/x-www-form-urlencoded")
 
 
-@pytest.fixture
-async def desk(make_app: Callable[..., App]) -> AsyncIterator[Desk]:
+@contextlib.asynccontextmanager
+async def open_desk(
+    make_app: Callable[..., App], registry: str = "ca", **settings: Any
+) -> AsyncIterator[Desk]:
+    """The assistant of ``registry`` with its Slack app served on the local Slack's loopback server."""
     holder: dict[str, SlackChannel] = {}
 
     async def events(request: Request) -> Response:
@@ -138,6 +142,7 @@ async def desk(make_app: Callable[..., App]) -> AsyncIterator[Desk]:
         names={STAFF: "Ana"}, routes=[Route("/slack/events", events, methods=["POST"])]
     ) as slack:
         app = make_app(
+            registry,
             slack_bot_token="xoxb-test",
             slack_signing_secret=SECRET,
             slack_api_url=slack.base_url,
@@ -147,6 +152,7 @@ async def desk(make_app: Callable[..., App]) -> AsyncIterator[Desk]:
             slack_staff_ids=[STAFF],
             slack_operations_ids=[OPS],
             slack_director_ids=[DIRECTOR],
+            **settings,
         )
         await app.migrate()
         await app.seed_demo()
@@ -159,6 +165,12 @@ async def desk(make_app: Callable[..., App]) -> AsyncIterator[Desk]:
                 yield Desk(app, slack, channel, chats, http)
             finally:
                 await app.close()
+
+
+@pytest.fixture
+async def desk(make_app: Callable[..., App]) -> AsyncIterator[Desk]:
+    async with open_desk(make_app) as opened:
+        yield opened
 
 
 async def escalation(app: App) -> Escalation:

@@ -39,6 +39,7 @@ Matrix = npt.NDArray[np.float64]
 
 SAME_LANGUAGE = 0.5  # mean similarity two groups need to merge
 WORDS_SHARE = 0.6  # in one language: this much from the words, the rest from the article profiles
+FLOOR = 0.3  # no two questions of a group are less alike than this
 ACROSS_LANGUAGES = 0.70  # two languages: the profiles' likeness needed to count as much as SAME_LANGUAGE
 
 
@@ -170,20 +171,23 @@ def similarities(questions: Sequence[Question], space: ArticleSpace) -> Matrix:
 
 
 def group(
-    questions: Sequence[Question], space: ArticleSpace, *, bar: float = SAME_LANGUAGE
+    questions: Sequence[Question], space: ArticleSpace, *, bar: float = SAME_LANGUAGE, floor: float = FLOOR
 ) -> list[list[int]]:
     """The questions' indexes in groups of questions that ask the same thing, largest group first (ties:
-    the group whose first question came first)."""
+    the group whose first question came first). Two groups merge while their questions' mean similarity
+    is at least ``bar`` and no two of their questions are less alike than ``floor`` (a question that
+    shares a few words with a large group does not join it on the group's own likeness)."""
     count = len(questions)
     if count == 0:
         return []
     similarity = similarities(questions, space)
     members: dict[int, list[int]] = {i: [i] for i in range(count)}
-    linkage = similarity.copy()
-    np.fill_diagonal(linkage, -1.0)
+    mean, least = similarity.copy(), similarity.copy()
+    np.fill_diagonal(mean, -1.0)
     alive = np.ones(count, dtype=bool)
     while True:
-        masked = np.where(alive[:, None] & alive[None, :], linkage, -1.0)
+        allowed = alive[:, None] & alive[None, :] & (least >= floor)
+        masked = np.where(allowed, mean, -1.0)
         flat = int(np.argmax(masked))
         first, second = divmod(flat, count)
         if masked[first, second] < bar:
@@ -191,10 +195,12 @@ def group(
         if second < first:
             first, second = second, first
         size_first, size_second = len(members[first]), len(members[second])
-        # average linkage (Lance-Williams): the merged group's mean similarity to every other group
-        merged = (size_first * linkage[first] + size_second * linkage[second]) / (size_first + size_second)
-        linkage[first], linkage[:, first] = merged, merged
-        linkage[first, first] = -1.0
+        # average linkage (Lance-Williams) for the mean, complete linkage for the least alike pair
+        merged = (size_first * mean[first] + size_second * mean[second]) / (size_first + size_second)
+        mean[first], mean[:, first] = merged, merged
+        mean[first, first] = -1.0
+        lowest = np.minimum(least[first], least[second])
+        least[first], least[:, first] = lowest, lowest
         alive[second] = False
         members[first].extend(members.pop(second))
     groups = [sorted(indexes) for indexes in members.values()]
