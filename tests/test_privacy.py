@@ -46,9 +46,9 @@ async def test_purge_deletes_only_what_is_past_its_retention(app: App, clock: Cl
     assert await count_rows(app, OutboxMessage) == 1  # unsent mail is never purged
     # the answers stay counted for the digest's helpfulness, without the old question's words
     assert purged["answered_questions"] == 1
-    assert [(row.topic, row.question) for row in await rows(app, Feedback)] == [
-        ("training-calendar", None),
+    assert sorted((row.topic or "", row.question or "") for row in await rows(app, Feedback)) == [
         ("forgot-password", "I forgot my password"),
+        ("training-calendar", ""),
     ]
     assert await app.purge() == dict.fromkeys(purged, 0)  # nothing more to do
 

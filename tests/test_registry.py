@@ -35,6 +35,8 @@ TABLES = {
     "chat_links",
     "feedback",
     "unanswered_questions",
+    "gap_groups",
+    "training_labels",
     "alembic_version",
 }
 
