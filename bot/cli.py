@@ -10,12 +10,16 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.app import App, load_knowledge
 from bot.config import LANGUAGES, Settings, load_profile
 from bot.knowledge import KnowledgeBase
 from bot.logs import configure as configure_logging
 from bot.server import Channel, connect
+from bot.understanding.model import ModelError, TopicModel
 
 logger = logging.getLogger(__name__)
 
@@ -50,15 +54,46 @@ def _parser() -> argparse.ArgumentParser:
     database.add_argument("--revision", default=None)
 
     knowledge = add_command(
-        "kb", help="knowledge base: check it (and that each model is up to date), or train the models"
+        "kb",
+        help="knowledge base: check it (and that each model is up to date), train the models, roll one "
+        "back, or review staff's labels",
     )
-    knowledge.add_argument("action", choices=("check", "train"))
-    knowledge.add_argument(
+    kb = knowledge.add_subparsers(dest="action", required=True)
+    kb.add_parser("check", parents=[common], help="check the articles and that each model is up to date")
+    training = kb.add_parser(
+        "train",
+        parents=[common],
+        help="train the models on the articles, training/*.jsonl and staff's labels (every registry, or the "
+        "one --registry names); a model worse on an evaluation file than the one in use is refused",
+    )
+    training.add_argument(
         "--training",
         type=Path,
         nargs="*",
         help="question files to train on (default training/*.jsonl); evaluation files are refused",
     )
+    training.add_argument(
+        "--if-changed",
+        action="store_true",
+        help="train only a registry whose articles, training files or labels changed since its model",
+    )
+    training.add_argument(
+        "--force", action="store_true", help="install the new model even when it does worse (exit 0)"
+    )
+    kb.add_parser(
+        "rollback", parents=[common], help="swap the registry's model and the one it replaced (again: undo)"
+    )
+    labels = kb.add_parser("labels", parents=[common], help="staff's labels: list, export, undo")
+    label_actions = labels.add_subparsers(dest="labels_action", required=True)
+    label_actions.add_parser(
+        "list", parents=[common], help="every label (of --registry if given), undone ones too"
+    )
+    export = label_actions.add_parser(
+        "export", parents=[common], help="the labels trained on, as a question file (JSON lines)"
+    )
+    export.add_argument("--output", type=Path, help="write to FILE (default: standard output)")
+    undo = label_actions.add_parser("undo", parents=[common], help="undo one label: no longer trained on")
+    undo.add_argument("id", type=int, help="the label's number (kb labels list)")
 
     serve = add_command(
         "serve", help="run the web chat and every configured channel on one HTTP server, with /healthz"
@@ -195,10 +230,10 @@ def _serve(args: argparse.Namespace, settings: Settings, registry: str) -> int:
 
 def _understander(settings: Settings):  # type: ignore[no-untyped-def]
     from bot.intents import Understander
-    from bot.understanding.store import load_models
+    from bot.understanding.store import ModelStore
 
     knowledge = load_knowledge(settings.content_dir / "knowledge")
-    return Understander(knowledge, load_models(settings.content_dir, tuple(knowledge.registries())))
+    return Understander(knowledge, ModelStore(settings.content_dir, tuple(knowledge.registries())))
 
 
 def _ask(args: argparse.Namespace, settings: Settings, registry: str) -> int:
@@ -273,8 +308,14 @@ def _kb(args: argparse.Namespace, settings: Settings, registry: str) -> int:
     from bot.knowledge import check
 
     root = settings.content_dir / "knowledge"
+    # --registry on the command line narrows train and the labels; without it they take every registry
+    named = getattr(args, "registry", None)
     if args.action == "train":
-        return _train(args, settings, KnowledgeBase.load(root))
+        return _train(args, settings, KnowledgeBase.load(root), named)
+    if args.action == "rollback":
+        return _rollback(settings, registry)
+    if args.action == "labels":
+        return _labels(args, settings, named)
     problems = check(root, known_flows=FLOWS) + wording.check(settings.content_dir)
     if not problems:
         from bot.understanding.train import stale_models
@@ -289,23 +330,173 @@ def _kb(args: argparse.Namespace, settings: Settings, registry: str) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace, settings: Settings, knowledge: KnowledgeBase) -> int:
-    from bot.understanding.store import evaluation_files, model_path, training_files
-    from bot.understanding.train import TrainingError, refuse_evaluation_files, save, train
+def _train(args: argparse.Namespace, settings: Settings, knowledge: KnowledgeBase, named: str | None) -> int:
+    from bot.app import staff_labels
+    from bot.understanding.retrain import (
+        held_out,
+        label_examples,
+        labels_hash,
+        train_with_labels,
+        up_to_date,
+    )
+    from bot.understanding.store import (
+        evaluation_files,
+        install,
+        model_path,
+        previous_path,
+        training_files,
+    )
+    from bot.understanding.train import TrainingError, inputs_hash, refuse_evaluation_files
 
-    training = args.training if args.training is not None else training_files(settings.content_dir)
+    content = settings.content_dir
+    training = args.training if args.training is not None else training_files(content)
     try:
-        refuse_evaluation_files(training, evaluation_files(settings.content_dir))
-        for each in knowledge.registries():
-            arrays = train(
-                knowledge, each, knowledge_root=settings.content_dir / "knowledge", training=training
-            )
-            save(arrays, model_path(settings.content_dir, each))
-            info = json.loads(str(arrays["info"]))
-            print(f"{each}: {info['examples']} examples, thresholds {info['thresholds']}")
+        refuse_evaluation_files(training, evaluation_files(content))
     except TrainingError as error:
         print(f"registry-bot: {error}", file=sys.stderr)
         return 2
+    try:
+        stored = asyncio.run(staff_labels(settings))
+    except (SQLAlchemyError, OSError) as error:
+        print(f"registry-bot: cannot read staff's labels: {_unreachable(error)}", file=sys.stderr)
+        return 2
+    refused = False
+    for each in [named] if named else knowledge.registries():
+        labels, warnings = label_examples(
+            stored, each, knowledge.topics(each), held_out=held_out(evaluation_files(content), each)
+        )
+        for warning in warnings:
+            print(f"registry-bot: warning: {warning}", file=sys.stderr)
+        path = model_path(content, each)
+        try:
+            current = TopicModel.load(path) if path.is_file() else None
+        except ModelError as error:
+            print(f"registry-bot: warning: {error}; nothing to compare the new model with", file=sys.stderr)
+            current = None
+        inputs = inputs_hash(content / "knowledge", each, training)
+        if (
+            args.if_changed
+            and current is not None
+            and up_to_date(current, inputs=inputs, labels=labels_hash(labels))
+        ):
+            print(f"{each}: up to date")
+            continue
+        try:
+            arrays = train_with_labels(
+                knowledge, each, knowledge_root=content / "knowledge", training=training, labels=labels
+            )
+        except TrainingError as error:
+            print(f"registry-bot: {error}", file=sys.stderr)
+            return 2
+        info = json.loads(str(arrays["info"]))
+        if current is not None and not _passes_guard(
+            args, knowledge, registry=each, current=current, arrays=arrays, settings=settings
+        ):
+            refused = True
+            continue
+        kept = install(arrays, content, each)
+        print(
+            f"{each}: {info['examples']} examples ({info.get('labels', 0)} staff labels), "
+            f"thresholds {info['thresholds']}"
+            + (f"; the model it replaced is kept as {previous_path(content, each)}" if kept else "")
+        )
+    return 3 if refused else 0
+
+
+def _passes_guard(
+    args: argparse.Namespace,
+    knowledge: KnowledgeBase,
+    *,
+    registry: str,
+    current: TopicModel,
+    arrays: dict[str, Any],
+    settings: Settings,
+) -> bool:
+    """Whether a new model may replace ``current``: not worse on any evaluation file, or ``--force``.
+    Prints the figures of both per file."""
+    from bot.evaluation import compare
+    from bot.understanding.store import evaluation_files, model_path
+
+    new = TopicModel(arrays)
+    comparisons = compare(
+        knowledge, registry, current=current, new=new, files=evaluation_files(settings.content_dir)
+    )
+    print(f"{registry}: the model in use and the new one on the evaluation files")
+    for comparison in comparisons:
+        print("\n".join(comparison.lines()))
+    if not any(comparison.worse for comparison in comparisons):
+        return True
+    if args.force:
+        print(f"{registry}: the new model does worse; installed anyway (--force)")
+        return True
+    print(
+        f"{registry}: the new model does worse than the one in use; not installed "
+        f"({model_path(settings.content_dir, registry)} is unchanged; --force installs it anyway)"
+    )
+    return False
+
+
+def _unreachable(error: BaseException) -> str:
+    """What a tool says of a database it cannot reach (SQLAlchemy's first line, not its link)."""
+    return "the database cannot be reached (" + (str(error).splitlines() or [type(error).__name__])[0] + ")"
+
+
+def _rollback(settings: Settings, registry: str) -> int:
+    from bot.understanding.store import model_path, previous_path, rollback
+
+    if not rollback(settings.content_dir, registry):
+        print(f"registry-bot: {registry} has no previous model to roll back to", file=sys.stderr)
+        return 2
+    current = TopicModel.load(model_path(settings.content_dir, registry))
+    print(
+        f"{registry}: the previous model is in use again ({current.info.get('labels', 0)} staff labels, "
+        f"inputs {current.inputs_hash[:12]}); the one it replaced is now "
+        f"{previous_path(settings.content_dir, registry)} (kb rollback again puts it back)"
+    )
+    return 0
+
+
+def _labels(args: argparse.Namespace, settings: Settings, named: str | None) -> int:
+    from bot.app import staff_labels, undo_staff_label
+    from bot.engine import utcnow
+    from bot.understanding.retrain import question_line
+
+    try:
+        if args.labels_action == "undo":
+            undone = asyncio.run(undo_staff_label(settings, args.id, by="cli", now=utcnow()))
+            if undone is None:
+                print(f"registry-bot: there is no active label {args.id}", file=sys.stderr)
+                return 2
+            print(f"label {undone.id} undone ({undone.registry}, {undone.topic}): {undone.text}")
+            return 0
+        active = args.labels_action == "export"
+        found = asyncio.run(staff_labels(settings, registry=named, active=active))
+    except (SQLAlchemyError, OSError) as error:
+        print(f"registry-bot: {_unreachable(error)}", file=sys.stderr)
+        return 2
+    if args.labels_action == "list":
+        for label in found:
+            done = (
+                f"undone by {label.undone_by} {label.undone_at:%Y-%m-%d %H:%M}"
+                if label.undone_at
+                else "active"
+            )
+            print(
+                f"{label.id}\t{label.registry}\t{label.topic}\t{label.language}\t"
+                f"{label.labelled_by} {label.labelled_at:%Y-%m-%d %H:%M}\t{done}\t{label.text}"
+            )
+        if not found:
+            print("no labels")
+        return 0
+    lines = "".join(
+        question_line(label.text, lang=label.language, registry=label.registry, topic=label.topic) + "\n"
+        for label in found
+    )
+    if args.output is None:
+        sys.stdout.write(lines)
+    else:
+        args.output.write_text(lines, encoding="utf-8")
+        print(f"{len(found)} label(s) written to {args.output}", file=sys.stderr)
     return 0
 
 

@@ -15,7 +15,7 @@ import logging
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,7 +39,7 @@ from bot.render import render_for
 from bot.router import Router
 from bot.turn import Turn
 from bot.understanding.message import Message
-from bot.understanding.model import TopicModel
+from bot.understanding.store import ModelStore
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class Engine:
         profile: Profile,
         database: AsyncEngine,
         knowledge: KnowledgeBase,
-        models: Mapping[str, TopicModel],
+        models: ModelStore,
         flows: dict[str, Flow] | None = None,
         clock: Callable[[], datetime] = utcnow,
         listeners: list[Callable[[str, int], Awaitable[None]]] | None = None,
@@ -115,6 +115,7 @@ class Engine:
         self.profile = profile
         self.database = database
         self.knowledge = knowledge
+        self.models = models  # read again at the start of a turn when a file changed
         self.flows = FLOWS if flows is None else flows
         self.clock = clock
         #: called with (event, row id) after a turn that wrote a request is committed (staff notifications)
@@ -252,6 +253,7 @@ class Engine:
 
     async def _handle(self, inbound: Inbound) -> TurnResult:
         started = time.perf_counter()
+        self.models.refresh()  # a model trained or rolled back since the last turn answers from this one on
         now = self.clock()
         text = inbound.text[:MAX_TEXT]
         # Core statements on one connection; flows that need the ORM get a session in the same transaction

@@ -1,17 +1,20 @@
-"""Scoring a questions file (``{"q", "lang", "registry", "topic"}`` per line) against the assistant."""
+"""Scoring a questions file (``{"q", "lang", "registry", "topic"}`` per line) against the assistant, and
+comparing a new model with the one in use on the evaluation files (the guard of ``kb train``)."""
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bot.intents import Understander, Understanding
+from bot.knowledge import KnowledgeBase
 from bot.language import detect_language
 from bot.understanding.message import Message
+from bot.understanding.model import TopicModel
 from bot.understanding.train import question_key
 
 INTENT_TOPICS = {"hours": "contact-support", "human": "talk-to-person"}
@@ -99,15 +102,22 @@ def _band(score: float) -> int:
 
 
 def evaluate(
-    understander: Understander, path: Path, *, trained_on: Mapping[str, set[str]] | None = None
+    understander: Understander,
+    path: Path,
+    *,
+    trained_on: Mapping[str, set[str]] | None = None,
+    registry: str | None = None,
 ) -> Report:
-    """Score the questions of ``path``; ``trained_on`` (per registry, the normalized training questions
-    and article phrases) sets apart the questions the model saw word for word."""
+    """Score the questions of ``path`` (of ``registry`` alone when given); ``trained_on`` (per registry,
+    the normalized training questions and article phrases) sets apart the questions the model saw word for
+    word."""
     report = Report()
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.strip():
             continue
         item = json.loads(line)
+        if registry is not None and item.get("registry", "ca") != registry:
+            continue
         understood_as = ask(understander, item["q"], registry=item.get("registry", "ca"))
         expected, got = item.get("topic"), understood_as["topic"]
         lang = item.get("lang", "en")
@@ -142,3 +152,80 @@ def evaluate(
             if got != expected:
                 report.wrong_confident += 1
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """What one model did with one evaluation file's questions of its registry."""
+
+    questions: int
+    right: int
+    wrong_confident: int
+    out_of_scope: int
+    declined: int  # out-of-scope questions no topic was given for
+
+    @classmethod
+    def of(cls, report: Report) -> Figures:
+        return cls(
+            report.questions,
+            sum(report.correct.values()),
+            report.wrong_confident,
+            report.out_of_scope,
+            report.out_of_scope_correct,
+        )
+
+    def __str__(self) -> str:
+        share = self.right / self.questions if self.questions else 1.0
+        return (
+            f"{self.right}/{self.questions} right ({share:.1%}), {self.wrong_confident} wrong confident, "
+            f"{self.declined}/{self.out_of_scope} out of scope declined"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """The model in use and a new one on the same evaluation file."""
+
+    path: Path
+    current: Figures
+    new: Figures
+
+    @property
+    def worse(self) -> list[str]:
+        """What the new model does worse on this file (nothing: it may replace the current one)."""
+        current, new = self.current, self.new
+        return [
+            what
+            for what, worse in (
+                ("fewer right", new.right < current.right),
+                ("more wrong confident answers", new.wrong_confident > current.wrong_confident),
+                ("fewer out of scope declined", new.declined < current.declined),
+            )
+            if worse
+        ]
+
+    def lines(self) -> list[str]:
+        verdict = f"  <- worse: {', '.join(self.worse)}" if self.worse else ""
+        return [f"  {self.path.name}", f"    current: {self.current}", f"    new:     {self.new}{verdict}"]
+
+
+def compare(
+    knowledge: KnowledgeBase,
+    registry: str,
+    *,
+    current: TopicModel,
+    new: TopicModel,
+    files: Sequence[Path],
+) -> list[Comparison]:
+    """Both models of ``registry`` on each evaluation file that has questions of ``registry`` (the guard
+    of ``kb train``: a new model worse on any file is not installed unless forced)."""
+    before = Understander(knowledge, {registry: current})
+    after = Understander(knowledge, {registry: new})
+    comparisons = []
+    for path in files:
+        report = evaluate(before, path, registry=registry)
+        if report.questions:
+            comparisons.append(
+                Comparison(path, Figures.of(report), Figures.of(evaluate(after, path, registry=registry)))
+            )
+    return comparisons
