@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.config import Profile, Settings, load_profile
 from bot.engine import Engine, utcnow
 from bot.helpdesk import HelpDesk
+from bot.learning import ContentGaps
 from bot.knowledge import KnowledgeBase
 from bot.metrics import Metrics
 from bot.registry import learning, repo
@@ -100,6 +101,7 @@ class App:
     engine: Engine
     helpdesk: HelpDesk
     metrics: Metrics
+    gaps: ContentGaps
 
     @classmethod
     def build(
@@ -123,7 +125,15 @@ class App:
             metrics=metrics,
         )
         helpdesk = HelpDesk(settings=settings, profile=profile, sessionmaker=sessionmaker, clock=clock)
-        return cls(settings, profile, database, sessionmaker, knowledge, engine, helpdesk, metrics)
+        gaps = ContentGaps(
+            settings=settings,
+            profile=profile,
+            sessionmaker=sessionmaker,
+            knowledge=knowledge,
+            models=models,
+            clock=clock,
+        )
+        return cls(settings, profile, database, sessionmaker, knowledge, engine, helpdesk, metrics, gaps)
 
     async def migrate(self) -> None:
         await upgrade(self.database)

@@ -197,7 +197,7 @@ def _channels(app: App, settings: Settings) -> list[Channel]:
     if settings.slack_enabled:
         from bot.channels.slack import SlackChannel
 
-        channels.append(SlackChannel(app.helpdesk, settings))
+        channels.append(SlackChannel(app.helpdesk, settings, app.gaps))
     return channels
 
 
