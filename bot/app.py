@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.config import Profile, Settings, load_profile
 from bot.engine import Engine, utcnow
 from bot.helpdesk import HelpDesk
-from bot.learning import ContentGaps
 from bot.knowledge import KnowledgeBase
+from bot.learning import ContentGaps
 from bot.metrics import Metrics
 from bot.registry import learning, repo
 from bot.registry.session import make_engine, make_sessionmaker, upgrade
