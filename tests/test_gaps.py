@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import select
@@ -15,7 +14,7 @@ from bot.channels.slack import digest_blocks
 from bot.learning import Digest
 from bot.registry.models import GapGroup, TrainingLabel, UnansweredQuestion
 from tests import test_slack
-from tests.fakes.slack_api import TEAM, block_kit_errors
+from tests.fakes.slack_api import block_kit_errors
 from tests.helpers import Chatter
 from tests.test_slack import STAFF, STRANGER, Desk
 
@@ -54,53 +53,14 @@ def group_of(blocks: list[dict[str, Any]], text: str) -> int:
 
 async def choose(desk: Desk, user: str, group_id: int, topic: str, *, ts: str) -> Any:
     """Pick "belongs to <topic>" in a group's menu, as Slack sends it."""
-    payload = {
-        "type": "block_actions",
-        "team": {"id": TEAM},
-        "user": {"id": user},
-        "api_app_id": "A1",
-        "token": "legacy",
-        "trigger_id": "trigger-select",
-        "channel": {"id": "CHANDOFF"},
-        "container": {"type": "message", "message_ts": ts, "channel_id": "CHANDOFF"},
-        "message": {"ts": ts, "text": ""},
-        "actions": [
-            {
-                "action_id": "gap_topic",
-                "block_id": f"gap:{group_id}",
-                "type": "static_select",
-                "selected_option": {
-                    "text": {"type": "plain_text", "text": topic},
-                    "value": f"{group_id}:{topic}",
-                },
-                "action_ts": "1",
-            }
-        ],
-    }
-    return await desk.post(
-        urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
-    )
+    option = {"text": {"type": "plain_text", "text": topic}, "value": f"{group_id}:{topic}"}
+    menu = {"action_id": "gap_topic", "type": "static_select", "selected_option": option}
+    return await desk.act(user, menu, ts=ts)
 
 
 async def submit_topic_id(desk: Desk, user: str, metadata: str, topic_id: str) -> Any:
-    state = {"values": {"topic": {"id": {"type": "plain_text_input", "value": topic_id}}}}
-    payload = {
-        "type": "view_submission",
-        "team": {"id": TEAM},
-        "user": {"id": user},
-        "api_app_id": "A1",
-        "token": "legacy",
-        "view": {
-            "id": "V2",
-            "type": "modal",
-            "callback_id": "gap_new_article",
-            "private_metadata": metadata,
-            "state": state,
-        },
-    }
-    return await desk.post(
-        urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
-    )
+    values = {"topic": {"id": {"type": "plain_text_input", "value": topic_id}}}
+    return await desk.submit(user, "gap_new_article", metadata, values)
 
 
 async def grouped(desk: Desk) -> dict[str, int | None]:

@@ -69,47 +69,47 @@ class Desk:
         }
         return await self.http.post("/slack/events", content=body, headers=headers)
 
+    async def interact(self, payload: dict[str, Any]) -> httpx.Response:
+        """Send an interaction payload (a click, a menu choice, a form) as Slack posts it."""
+        common = {"team": {"id": TEAM}, "api_app_id": "A1", "token": "legacy"}
+        body = urlencode({"payload": json.dumps(common | payload)}).encode()
+        return await self.post(body, "application/x-www-form-urlencoded")
+
+    async def act(
+        self, user: str, action: dict[str, Any], *, ts: str, channel: str = "CHANDOFF"
+    ) -> httpx.Response:
+        """One ``block_actions`` element used on the message ``ts``."""
+        return await self.interact(
+            {
+                "type": "block_actions",
+                "user": {"id": user},
+                "trigger_id": f"trigger-{action['action_id']}",
+                "channel": {"id": channel},
+                "container": {"type": "message", "message_ts": ts, "channel_id": channel},
+                "message": {"ts": ts, "text": ""},
+                "actions": [{"block_id": "b", "action_ts": "1", **action}],
+            }
+        )
+
     async def click(
         self, user: str, action: str, value: str, *, ts: str, channel: str = "CHANDOFF"
     ) -> httpx.Response:
-        payload = {
-            "type": "block_actions",
-            "team": {"id": TEAM},
-            "user": {"id": user},
-            "api_app_id": "A1",
-            "token": "legacy",
-            "trigger_id": f"trigger-{action}",
-            "channel": {"id": channel},
-            "container": {"type": "message", "message_ts": ts, "channel_id": channel},
-            "message": {"ts": ts, "text": ""},
-            "actions": [
-                {"action_id": action, "block_id": "b", "value": value, "type": "button", "action_ts": "1"}
-            ],
-        }
-        return await self.post(
-            urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
-        )
+        button = {"action_id": action, "value": value, "type": "button"}
+        return await self.act(user, button, ts=ts, channel=channel)
+
+    async def submit(
+        self, user: str, callback: str, metadata: str, values: dict[str, Any] | None
+    ) -> httpx.Response:
+        """Submit a modal (``values`` None: a view without its state)."""
+        view = {"id": "V1", "type": "modal", "callback_id": callback, "private_metadata": metadata}
+        if values is not None:
+            view["state"] = {"values": values}
+        return await self.interact({"type": "view_submission", "user": {"id": user}, "view": view})
 
     async def submit_denial(self, user: str, metadata: str, reason: str | None) -> httpx.Response:
         """Submit the deny modal (``reason`` None: a view without its state)."""
-        state = {"values": {"reason": {"text": {"type": "plain_text_input", "value": reason}}}}
-        payload = {
-            "type": "view_submission",
-            "team": {"id": TEAM},
-            "user": {"id": user},
-            "api_app_id": "A1",
-            "token": "legacy",
-            "view": {
-                "id": "V1",
-                "type": "modal",
-                "callback_id": "deny_reason",
-                "private_metadata": metadata,
-                **({"state": state} if reason is not None else {}),
-            },
-        }
-        return await self.post(
-            urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
-        )
+        values = {"reason": {"text": {"type": "plain_text_input", "value": reason}}}
+        return await self.submit(user, "deny_reason", metadata, values if reason is not None else None)
 
     def event(self, event: dict[str, Any], *, event_id: str | None = None) -> bytes:
         return json.dumps(event_body(event, event_id=event_id)).encode()

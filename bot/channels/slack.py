@@ -208,32 +208,38 @@ def _button(label: str, action: str, value: str, style: str | None = None) -> di
     return button
 
 
-def deny_modal(value: str, reference: str) -> dict[str, Any]:
-    """The form that asks for a denial's reason; ``value`` comes back as its private_metadata."""
+def _form(callback: str, metadata: str, title: str, submit: str, field: dict[str, Any]) -> dict[str, Any]:
+    """A modal of one input ``field``; ``metadata`` comes back with the submission."""
     return {
         "type": "modal",
-        "callback_id": "deny_reason",
-        "private_metadata": value[:MAX_METADATA],
-        "title": {"type": "plain_text", "text": "Deny request"},
-        "submit": {"type": "plain_text", "text": "Deny"},
+        "callback_id": callback,
+        "private_metadata": metadata[:MAX_METADATA],
+        "title": {"type": "plain_text", "text": title},
+        "submit": {"type": "plain_text", "text": submit},
         "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            {
-                "type": "input",
-                "block_id": "reason",
-                "label": {
-                    "type": "plain_text",
-                    "text": _clip(f"Why is {reference} denied? The member reads this.", 2000),
-                },
-                "element": {
-                    "type": "plain_text_input",
-                    "action_id": "text",
-                    "multiline": True,
-                    "max_length": MAX_REASON,
-                },
-            }
-        ],
+        "blocks": [{"type": "input", **field}],
     }
+
+
+def deny_modal(value: str, reference: str) -> dict[str, Any]:
+    """The form that asks for a denial's reason; ``value`` comes back as its private_metadata."""
+    label = _clip(f"Why is {reference} denied? The member reads this.", 2000)
+    return _form(
+        "deny_reason",
+        value,
+        "Deny request",
+        "Deny",
+        {
+            "block_id": "reason",
+            "label": {"type": "plain_text", "text": label},
+            "element": {
+                "type": "plain_text_input",
+                "action_id": "text",
+                "multiline": True,
+                "max_length": MAX_REASON,
+            },
+        },
+    )
 
 
 def _hand_off_lines(cards: list[EscalationCard], *, detailed: bool) -> list[str]:
@@ -358,32 +364,27 @@ def _digest_text(digest: Digest) -> str:
 
 def new_article_modal(metadata: str) -> dict[str, Any]:
     """The form that asks for the topic id of the article a group needs."""
-    return {
-        "type": "modal",
-        "callback_id": "gap_new_article",
-        "private_metadata": metadata[:MAX_METADATA],
-        "title": {"type": "plain_text", "text": "Needs a new article"},
-        "submit": {"type": "plain_text", "text": "Save"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            {
-                "type": "input",
-                "block_id": "topic",
-                "label": {"type": "plain_text", "text": "Topic id of the new article"},
-                "hint": {
-                    "type": "plain_text",
-                    "text": "Lower-case letters, digits and dashes. The group is listed by /registry gaps "
-                    "until an article with this id is published.",
-                },
-                "element": {
-                    "type": "plain_text_input",
-                    "action_id": "id",
-                    "max_length": 63,
-                    "placeholder": {"type": "plain_text", "text": "print-certificate"},
-                },
-            }
-        ],
-    }
+    hint = (
+        "Lower-case letters, digits and dashes. The group is listed by /registry gaps until an article "
+        "with this id is published."
+    )
+    return _form(
+        "gap_new_article",
+        metadata,
+        "Needs a new article",
+        "Save",
+        {
+            "block_id": "topic",
+            "label": {"type": "plain_text", "text": "Topic id of the new article"},
+            "hint": {"type": "plain_text", "text": hint},
+            "element": {
+                "type": "plain_text_input",
+                "action_id": "id",
+                "max_length": 63,
+                "placeholder": {"type": "plain_text", "text": "print-certificate"},
+            },
+        },
+    )
 
 
 def _stats_text(stats: Stats) -> str:
