@@ -3,8 +3,6 @@ each language; a 👎 is a content gap and offers the next likely topics and a p
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-
 import pytest
 from sqlalchemy import select
 
@@ -13,17 +11,6 @@ from bot.channels.sms import sms_text
 from bot.messages import Choice, Reply
 from bot.registry.models import Escalation, Feedback, UnansweredQuestion
 from tests.helpers import Chatter
-
-
-@pytest.fixture
-async def app(make_app: Callable[..., App]) -> AsyncIterator[App]:
-    application = make_app()
-    await application.migrate()
-    await application.seed_demo()
-    try:
-        yield application
-    finally:
-        await application.close()
 
 
 async def _feedback(app: App) -> list[Feedback]:

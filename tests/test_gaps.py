@@ -34,6 +34,17 @@ ELSEWHERE = [("en", "what's the weather tomorrow"), ("es", "me recomiendas una r
 desk = test_slack.desk  # the help desk in Slack, with the content-gap digest (a fixture)
 
 
+TS = "1700000000.000001"  # the digest's message: the first the local Slack posts
+
+
+async def the_app_group(desk: Desk) -> int:
+    """After the week's questions and ``/registry gaps``: the group of the questions about an app."""
+    await ask_everything(desk)
+    await desk.command(STAFF, "gaps")
+    (post,) = digest_posts(desk)
+    return group_of(post.blocks, APP[0][1])
+
+
 async def ask_everything(desk: Desk) -> None:
     for number, (_, question) in enumerate([*APP, *ELSEWHERE]):
         await Chatter(desk.app.engine, f"gap-member-{number}").say(question)
@@ -100,21 +111,17 @@ async def test_the_digest_groups_one_question_asked_in_three_languages(desk: Des
 
 
 async def test_staff_label_a_group_and_undo_it_in_slack(desk: Desk) -> None:
-    await ask_everything(desk)
-    await desk.command(STAFF, "gaps")
-    (post,) = digest_posts(desk)
-    ts = "1700000000.000001"
-    app_group = group_of(post.blocks, APP[0][1])
+    app_group = await the_app_group(desk)
 
-    await choose(desk, STRANGER, app_group, "registry-overview", ts=ts)  # not on the staff list
+    await choose(desk, STRANGER, app_group, "registry-overview", ts=TS)  # not on the staff list
     assert not await labels(desk)
     assert "Only help desk staff" in desk.slack.called("chat.postEphemeral")[-1].text
 
-    await choose(desk, STAFF, app_group, "ct-registry-overview", ts=ts)  # another registry's topic
+    await choose(desk, STAFF, app_group, "ct-registry-overview", ts=TS)  # another registry's topic
     assert not await labels(desk)
     assert "not a topic of this registry" in desk.slack.called("chat.postEphemeral")[-1].text
 
-    await choose(desk, STAFF, app_group, "registry-overview", ts=ts)
+    await choose(desk, STAFF, app_group, "registry-overview", ts=TS)
     stored = await labels(desk)
     assert sorted((label.language, label.text) for label in stored) == sorted(APP)
     assert {(label.topic, label.labelled_by, label.undone_at) for label in stored} == {
@@ -129,11 +136,11 @@ async def test_staff_label_a_group_and_undo_it_in_slack(desk: Desk) -> None:
     )
     assert "gap_undo" in update.action_ids()
 
-    await choose(desk, STAFF, app_group, "forgot-password", ts=ts)  # a second choice changes nothing
+    await choose(desk, STAFF, app_group, "forgot-password", ts=TS)  # a second choice changes nothing
     assert {label.topic for label in await labels(desk)} == {"registry-overview"}
     assert "already decided" in desk.slack.called("chat.postEphemeral")[-1].text
 
-    await desk.click(STAFF, "gap_undo", str(app_group), ts=ts)
+    await desk.click(STAFF, "gap_undo", str(app_group), ts=TS)
     assert all(label.undone_by == STAFF and label.undone_at is not None for label in await labels(desk))
     assert "gap_topic" in json.dumps(desk.slack.called("chat.update")[-1].blocks)  # open again
 
@@ -141,17 +148,13 @@ async def test_staff_label_a_group_and_undo_it_in_slack(desk: Desk) -> None:
     await desk.command(STAFF, "gaps")
     newer = digest_posts(desk)[-1]
     assert group_of(newer.blocks, APP[0][1]) != app_group
-    await desk.click(STAFF, "gap_ignore", str(app_group), ts=ts)  # the old digest's group is empty now
+    await desk.click(STAFF, "gap_ignore", str(app_group), ts=TS)  # the old digest's group is empty now
     assert "newer digest" in desk.slack.called("chat.postEphemeral")[-1].text
 
 
 async def test_a_group_needing_a_new_article_is_listed_until_the_article_exists(desk: Desk) -> None:
-    await ask_everything(desk)
-    await desk.command(STAFF, "gaps")
-    (post,) = digest_posts(desk)
-    ts = "1700000000.000001"
-    app_group = group_of(post.blocks, APP[0][1])
-    await desk.click(STAFF, "gap_new_article", str(app_group), ts=ts)
+    app_group = await the_app_group(desk)
+    await desk.click(STAFF, "gap_new_article", str(app_group), ts=TS)
     opened = desk.slack.called("views.open")[-1]
     view = (
         json.loads(opened.params["view"]) if isinstance(opened.params["view"], str) else opened.params["view"]
