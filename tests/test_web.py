@@ -15,7 +15,7 @@ import pytest
 
 from bot.app import App
 from bot.channels.web import COOKIE, MAX_UPLOAD, VisitorCookie, WebChat, create_asgi, negotiate
-from bot.registry.models import AuditRequest, Document, TranscriptEntry
+from bot.registry.models import AuditRequest, Document, Feedback, TranscriptEntry
 from tests.helpers import count_rows, latest_mail, one, rows
 
 SECRET = b"test-secret-for-the-web-chat-cookie"
@@ -241,6 +241,15 @@ async def test_replies_carry_choices_and_links(clients: Clients) -> None:
     assert links and all(link["url"].startswith("https://") for link in links)
     choices = [choice for reply in visitor.last for choice in reply["choices"]]
     assert choices and all(choice["payload"] for choice in choices)
+
+
+async def test_the_thumbs_under_an_answer_are_buttons_a_visitor_presses(app: App, clients: Clients) -> None:
+    visitor = Visitor(clients())
+    await visitor.say("¿qué es el calendario de capacitaciones?")
+    assert visitor.buttons()[-2:] == ["👍 Me sirvió", "👎 No me sirvió"]
+    assert "Gracias por decírmelo" in await visitor.press("👍")
+    (row,) = await rows(app, Feedback)
+    assert (row.topic, row.language, row.helpful) == ("training-calendar", "es", True)
 
 
 async def test_a_pdf_is_uploaded_during_an_audit_request(app: App, clients: Clients) -> None:
