@@ -10,6 +10,7 @@ Whatever staff tool calls these, a decision is one transaction and says whether 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -129,12 +130,15 @@ class ContentGaps:
         clicks find its groups) and return it."""
         days = days or self.settings.gaps_digest_days
         now = self.clock()
-        async with self.sessionmaker() as session, session.begin():
+        async with self.sessionmaker() as session:
             gaps = await learning.open_gaps(
                 session, registry=self.registry, since=now - timedelta(days=days), limit=MAX_GAPS
             )
-            gaps.reverse()  # oldest first: a group's first example is the first time it was asked
-            grouped = group([Question(gap.text, gap.language) for gap in gaps], self._article_space())
+        gaps.reverse()  # oldest first: a group's first example is the first time it was asked
+        questions = [Question(gap.text, gap.language) for gap in gaps]
+        # grouping takes a moment (a second for a thousand questions): members are answered meanwhile
+        grouped = await asyncio.to_thread(lambda: group(questions, self._article_space()))
+        async with self.sessionmaker() as session, session.begin():
             for indexes in grouped[:MAX_GROUPS]:
                 await learning.new_group(
                     session, registry=self.registry, gap_ids=[gaps[i].id for i in indexes], now=now

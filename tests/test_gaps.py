@@ -3,6 +3,7 @@ and staff's decisions on them through the real Bolt handlers against the local S
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.channels.slack import digest_blocks
+from bot.channels.slack import SlackChannel, digest_blocks
 from bot.learning import Digest
 from bot.registry.models import GapGroup, TrainingLabel, UnansweredQuestion
 from tests import test_slack
@@ -242,3 +243,24 @@ def test_the_weekly_digest_is_due_on_the_configured_day_and_local_time(
 ) -> None:
     assert desk.channel.next_digest(now) == due
     assert desk.channel.next_digest(due) - due == timedelta(days=7)
+
+
+async def test_the_weekly_digest_is_posted_once_even_by_two_processes(desk: Desk, clock: Any) -> None:
+    await ask_everything(desk)
+    due = datetime(2026, 11, 30, 17, 0, tzinfo=UTC)  # Monday 09:00 in California
+    clock.now = due - timedelta(seconds=0.5)
+    # two `serve` processes' Slack apps on one database: the digest is still posted once
+    twin = SlackChannel(desk.app.helpdesk, desk.app.settings, desk.app.gaps)
+    await desk.channel.start()
+    await twin.start()
+    try:
+        for _ in range(150):  # due in half a second; grouping takes a moment on a slow machine
+            if digest_posts(desk):
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # the twin claimed the same digest meanwhile, and lost
+    finally:
+        await desk.channel.stop()
+        await twin.stop()
+    (post,) = digest_posts(desk)
+    assert group_of(post.blocks, APP[0][1])
