@@ -12,6 +12,12 @@ turns). Each reports turns per second, p50/p95/p99 latency of a turn (the time `
 and the SQL statements a turn sends. Retrieval alone (the topic model and the answer rule) is measured
 separately.
 
+Right after the article phase, its limit runs on the same data: the statements of each article turn through
+the plain driver (sqlite3, asyncpg) around one search, with the same members and concurrency
+(``bench_limit``); ``of_limit`` is the share of it the engine reaches. Then, over HTTP, a real
+``registry-bot serve`` on 127.0.0.1 answers simulated web visitors (``bench_http``); ``of_in_process`` is
+its share of the in-process article turns of the same run.
+
 Targets on one core: retrieval 5,000 questions/s; article turns 1,000/s with p99 under 5 ms on SQLite;
 flow turns 300/s on PostgreSQL. Nothing here is a test: the figures depend on the machine.
 """
@@ -19,6 +25,7 @@ flow turns 300/s on PostgreSQL. Nothing here is a test: the figures depend on th
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -32,20 +39,24 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import text as textutil
 from bot.app import App, load_knowledge
+from bot.bench_http import bench_http
+from bot.bench_limit import ArticleLimit, Said
 from bot.config import Settings
-from bot.intents import Understander
+from bot.intents import Understander, Understanding
 from bot.messages import Attachment, Inbound, Reply
 from bot.registry.models import Enrollment, Member, OutboxMessage, Training
 from bot.registry.session import make_engine
 from bot.understanding.message import Message
 from bot.understanding.store import load_models
+
+T = TypeVar("T")
 
 LOCAL_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 QUESTION_FILES = ("eval/questions.jsonl", "training/questions-more.jsonl")
@@ -125,6 +136,18 @@ def _percentile(sorted_ms: list[float], q: float) -> float:
     if not sorted_ms:
         return 0.0
     return round(sorted_ms[min(len(sorted_ms) - 1, int(q * len(sorted_ms)))], 3)
+
+
+def limit_block(article: dict[str, Any], limit: Phase) -> dict[str, Any]:
+    """The limit's figures for the article phase's block: its turns/s, statements per turn, and the share
+    of it the engine's article turns reach (``of_limit``)."""
+    measured = limit.block(("article",))
+    ceiling = measured["turns_per_s"]
+    return {
+        "limit_turns_per_s": ceiling,
+        "limit_statements_per_turn": measured["statements_per_turn"],
+        "of_limit": round(article["turns_per_s"] / ceiling, 3) if ceiling else 0.0,
+    }
 
 
 def peak_rss_mb() -> float:
@@ -225,21 +248,111 @@ async def add_members(app: App, count: int) -> Pool:
     return Pool(sorted(members))
 
 
-class Harness:
-    """Drives the engine: counts statements, times turns, reads codes from the outbox on the side."""
+class Members:
+    """Simulated members with conversations in flight; a fixed number of turns run at the same time.
 
-    def __init__(self, app: App, inspector: AsyncEngine, pool: Pool, options: Options) -> None:
-        self.app = app
-        self.inspector = inspector  # a second engine: what the harness reads is not the turn's work
-        self.pool = pool
+    Each phase times its turns inside the semaphore (the turn's own time, not its wait for a free slot).
+    ``ask`` is one article question; subclasses say what a turn is.
+    """
+
+    channel_prefix = "bench"
+
+    def __init__(self, options: Options, concurrency: int) -> None:
         self.options = options
         self.phase = Phase()
         self.recording = False
-        self.concurrency = options.concurrency or (1 if app.database.dialect.name == "sqlite" else 4)
-        self.semaphore = asyncio.Semaphore(self.concurrency)
+        self.concurrency = concurrency
+        self.semaphore = asyncio.Semaphore(concurrency)
         self._users = itertools.count()
         self._deliveries = itertools.count()
-        self.channel = f"bench-{uuid.uuid4().hex[:6]}"
+        self.channel = f"{self.channel_prefix}-{uuid.uuid4().hex[:6]}"
+
+    def new_user(self) -> str:
+        return f"m{next(self._users)}"
+
+    def new_delivery(self) -> str:
+        return f"d{next(self._deliveries)}"
+
+    async def timed(self, kind: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` as one turn of ``kind``: at most ``concurrency`` at once, timed when recording."""
+        async with self.semaphore:
+            started = time.perf_counter()
+            try:
+                outcome = await call()
+            except Exception:
+                if self.recording:
+                    self.phase.errors += 1
+                raise
+            took = (time.perf_counter() - started) * 1000
+        if self.recording:
+            self.phase.latencies[kind].append(took)
+        return outcome
+
+    async def ask(self, user: str, question: Question) -> None:
+        """One article question of ``user``'s conversation."""
+        raise NotImplementedError
+
+    async def flow(self, number: int) -> None:
+        """One complete flow (script ``number`` modulo the scripts)."""
+        raise NotImplementedError
+
+    async def questions(self, questions: Iterator[Question], count: int, deadline: float) -> None:
+        """One member asks up to ``count`` article questions in one conversation (none after ``deadline``)."""
+        user = self.new_user()
+        for _ in range(count):
+            if time.perf_counter() >= deadline:
+                return
+            await self.ask(user, next(questions))
+
+    async def run(self, mode: str, seconds: float, questions: list[Question], *, record: bool) -> Phase:
+        """``mode`` article, flow or mixed; simulated members keep going until the time is up."""
+        self.phase, self.recording = Phase(), record
+        deadline = time.perf_counter() + seconds
+        rng = random.Random(self.options.seed)
+        shuffled = questions[:]
+        rng.shuffle(shuffled)
+        stream = itertools.cycle(shuffled)
+        flows = itertools.count()
+        planned = {"article": 0, "flow": 0}
+
+        async def member() -> None:
+            while time.perf_counter() < deadline:
+                if mode == "article":
+                    await self.questions(stream, rng.randint(1, 5), deadline)
+                elif mode == "flow":
+                    await self.flow(next(flows))
+                elif planned["article"] < ARTICLE_SHARE * (planned["article"] + planned["flow"]):
+                    # the share is kept on the turns members have set out to send, not those sent yet
+                    count = rng.randint(1, 5)
+                    planned["article"] += count
+                    await self.questions(stream, count, deadline)
+                else:
+                    number = next(flows)
+                    planned["flow"] += FLOW_TURNS[number % 3]
+                    await self.flow(number)
+
+        started = time.perf_counter()
+        results = await asyncio.gather(
+            *(member() for _ in range(self.options.members)), return_exceptions=True
+        )
+        self.phase.elapsed = time.perf_counter() - started
+        self.recording = False
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise failures[0]
+        return self.phase
+
+
+class Harness(Members):
+    """Drives the engine: counts statements, times turns, reads codes from the outbox on the side."""
+
+    def __init__(self, app: App, inspector: AsyncEngine, pool: Pool, options: Options) -> None:
+        super().__init__(options, options.concurrency or (1 if app.database.dialect.name == "sqlite" else 4))
+        self.app = app
+        self.inspector = inspector  # a second engine: what the harness reads is not the turn's work
+        self.pool = pool
+        #: what the engine answered to each article question (for the limit turns, see ``bench_limit``)
+        self.answers: dict[str, list[Reply]] = {}
         event.listen(app.database.sync_engine, "before_cursor_execute", self._count)
 
     def _count(self, *_args: Any) -> None:
@@ -248,9 +361,6 @@ class Harness:
 
     def close(self) -> None:
         event.remove(self.app.database.sync_engine, "before_cursor_execute", self._count)
-
-    def new_user(self) -> str:
-        return f"m{next(self._users)}"
 
     async def turn(
         self,
@@ -264,23 +374,16 @@ class Harness:
         inbound = Inbound(
             channel=self.channel,
             user_id=user,
-            delivery_id=f"d{next(self._deliveries)}",
+            delivery_id=self.new_delivery(),
             text=text,
             payload=payload,
             attachments=attachments,
         )
-        async with self.semaphore:
-            started = time.perf_counter()
-            try:
-                replies = await self.app.engine.handle(inbound)
-            except Exception:
-                if self.recording:
-                    self.phase.errors += 1
-                raise
-            took = (time.perf_counter() - started) * 1000
-        if self.recording:
-            self.phase.latencies[kind].append(took)
-        return replies
+        return await self.timed(kind, lambda: self.app.engine.handle(inbound))
+
+    async def ask(self, user: str, question: Question) -> None:
+        replies = await self.turn("article", user, question.text)
+        self.answers.setdefault(question.text, replies)
 
     async def code_for(self, email: str) -> str:
         async with self.inspector.connect() as connection:
@@ -304,14 +407,6 @@ class Harness:
             )
 
     # -- scripts ---------------------------------------------------------------------------------------
-
-    async def questions(self, questions: Iterator[Question], count: int, deadline: float) -> None:
-        """One member asks up to ``count`` article questions in one conversation (none after ``deadline``)."""
-        user = self.new_user()
-        for _ in range(count):
-            if time.perf_counter() >= deadline:
-                return
-            await self.turn("article", user, next(questions).text)
 
     async def verified(self, user: str, flow: str) -> tuple[int, str, str, list[Reply]]:
         """Start ``flow`` by its button, then verify: Registry ID, e-mail, the code from the outbox."""
@@ -360,45 +455,78 @@ class Harness:
         if self.recording:
             self.phase.flows_completed += 1
 
-    # -- phases ----------------------------------------------------------------------------------------
 
-    async def run(self, mode: str, seconds: float, questions: list[Question], *, record: bool) -> Phase:
-        """``mode`` article, flow or mixed; simulated members keep going until the time is up."""
-        self.phase, self.recording = Phase(), record
-        deadline = time.perf_counter() + seconds
-        rng = random.Random(self.options.seed)
-        shuffled = questions[:]
-        rng.shuffle(shuffled)
-        stream = itertools.cycle(shuffled)
-        flows = itertools.count()
-        planned = {"article": 0, "flow": 0}
+class LimitHarness(Members):
+    """The article phase again, each turn an ``ArticleLimit`` turn (plain driver, same statements, one
+    search) instead of ``Engine.handle``: same members, questions, order and concurrency."""
 
-        async def member() -> None:
-            while time.perf_counter() < deadline:
-                if mode == "article":
-                    await self.questions(stream, rng.randint(1, 5), deadline)
-                elif mode == "flow":
-                    await self.flow(next(flows))
-                elif planned["article"] < ARTICLE_SHARE * (planned["article"] + planned["flow"]):
-                    # the share is kept on the turns members have set out to send, not those sent yet
-                    count = rng.randint(1, 5)
-                    planned["article"] += count
-                    await self.questions(stream, count, deadline)
-                else:
-                    number = next(flows)
-                    planned["flow"] += FLOW_TURNS[number % 3]
-                    await self.flow(number)
+    channel_prefix = "limit"
 
-        started = time.perf_counter()
-        results = await asyncio.gather(
-            *(member() for _ in range(self.options.members)), return_exceptions=True
+    def __init__(self, limit: ArticleLimit, options: Options, concurrency: int) -> None:
+        super().__init__(options, concurrency)
+        self.limit = limit
+
+    async def ask(self, user: str, question: Question) -> None:
+        turn = functools.partial(
+            self.limit.turn,
+            channel=self.channel,
+            user_id=user,
+            delivery_id=self.new_delivery(),
+            text=question.text,
+            lang=question.lang,
         )
-        self.phase.elapsed = time.perf_counter() - started
-        self.recording = False
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            raise failures[0]
-        return self.phase
+        statements = await self.timed("article", turn)
+        if self.recording:
+            self.phase.statements += statements
+
+
+def said_by(harness: Harness, questions: list[Question]) -> Callable[[str, Understanding], Said]:
+    """What the engine answered to a question in ``harness``'s phases; for a question it was not asked
+    (a short run), what it answered to another question understood the same way."""
+    understander = harness.app.engine.router.understander
+    registry = harness.app.profile.key
+    by_question = {text: Said.of(replies) for text, replies in harness.answers.items()}
+    by_meaning: dict[tuple[str, str | None], Said] = {}
+    for question in questions:
+        kept = by_question.get(question.text)
+        if kept is None:
+            continue
+        understood = understander.understand(Message.of(question.text, question.lang), registry)
+        by_meaning.setdefault((understood.kind, understood.name), kept)
+        by_meaning.setdefault((understood.kind, None), kept)
+    fallback = next(iter(by_question.values()), Said.of([]))
+
+    def said(text: str, understanding: Understanding) -> Said:
+        return (
+            by_question.get(text)
+            or by_meaning.get((understanding.kind, understanding.name))
+            or by_meaning.get((understanding.kind, None))
+            or fallback
+        )
+
+    return said
+
+
+async def bench_limit(
+    harness: Harness, url: str, schema: str | None, questions: list[Question], options: Options
+) -> Phase:
+    """The article phase's limit on ``harness``'s database (after a warm-up, as the engine had)."""
+    app = harness.app
+    limit = await ArticleLimit.open(
+        url,
+        app.database.dialect,
+        schema=schema,
+        concurrency=harness.concurrency,
+        understander=app.engine.router.understander,
+        registry=app.profile.key,
+        said=said_by(harness, questions),
+    )
+    try:
+        members = LimitHarness(limit, options, harness.concurrency)
+        await members.run("article", min(1.0, options.seconds / 2), questions, record=False)  # warm up
+        return await members.run("article", options.seconds, questions, record=True)
+    finally:
+        await limit.close()
 
 
 def _choice(replies: list[Reply], *labels: str) -> str:
@@ -442,6 +570,9 @@ async def bench_database(
         for mode, kinds in (("article", ("article",)), ("flow", ("flow",)), ("mixed", ("article", "flow"))):
             phase = await harness.run(mode, options.seconds, questions, record=True)
             out[mode] = phase.block(kinds)
+            if mode == "article":  # the limit of the same turns, right after them on the same data
+                limit = await bench_limit(harness, url, schema, questions, options)
+                out[mode].update(limit_block(out[mode], limit))
         out["peak_rss_mb"] = peak_rss_mb()
         out["setup"] = {
             "cpu_core": options.core,
@@ -470,7 +601,7 @@ async def postgres_reachable(url: str, timeout: float = 3.0) -> bool:
         await engine.dispose()
 
 
-async def _with_schema(url: str, run: Callable[[str], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+async def _with_schema(url: str, run: Callable[[str], Awaitable[T]]) -> T:
     """Run ``run(schema)`` in a PostgreSQL schema made for it and dropped afterwards."""
     schema = f"bench_{uuid.uuid4().hex[:12]}"
     admin = make_engine(url)
@@ -493,30 +624,58 @@ async def run_bench(
     registry: str = "ca",
     report: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """The whole benchmark: retrieval, SQLite, and PostgreSQL when ``options.postgres_url`` is reachable."""
+    """The whole benchmark: retrieval; SQLite, and PostgreSQL when ``options.postgres_url`` is reachable,
+    each in-process (with the limit of its article turns) and then over HTTP (``http``)."""
     say = report or (lambda _message: None)
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     options.core = pin_to_one_core() if options.pin else None
+    # over HTTP the server gets the bench's core, and the visitors another one when there is one
+    client_core = next((core for core in cores if core != options.core), None) if options.pin else None
     questions = load_questions(settings.content_dir, registry)
     knowledge = load_knowledge(settings.content_dir / "knowledge")
     understander = Understander(knowledge, load_models(settings.content_dir, (registry,)))
     result: dict[str, Any] = {}
     say("retrieval ...")
     result["retrieval"] = bench_retrieval(understander, registry, questions, min(options.seconds, 3.0))
+    http: dict[str, Any] = {}
+
+    async def over_http(database: str, url: str, schema: str | None, folder: Path) -> None:
+        say(f"http ({database}) ...")
+        http[database] = await bench_http(
+            settings,
+            registry=registry,
+            database_url=url,
+            schema=schema,
+            folder=folder,
+            questions=questions,
+            visitors=options.members,
+            seconds=options.seconds,
+            server_core=options.core,
+            client_core=client_core,
+            in_process_turns_per_s=result[database]["article"]["turns_per_s"],
+        )
+
     with tempfile.TemporaryDirectory(prefix="registry-bot-bench-") as folder:
         say("sqlite ...")
         url = f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
         result["sqlite"] = await bench_database(settings, registry, url, None, questions, options)
-    if options.postgres_url:
-        if await postgres_reachable(options.postgres_url):
-            say("postgresql ...")
-            pg_url = options.postgres_url
+        await over_http("sqlite", f"sqlite+aiosqlite:///{Path(folder) / 'http.db'}", None, Path(folder))
+        if options.postgres_url:
+            if await postgres_reachable(options.postgres_url):
+                say("postgresql ...")
+                pg_url = options.postgres_url
 
-            async def on_postgres(schema: str) -> dict[str, Any]:
-                return await bench_database(settings, registry, pg_url, schema, questions, options)
+                async def on_postgres(schema: str) -> dict[str, Any]:
+                    return await bench_database(settings, registry, pg_url, schema, questions, options)
 
-            result["postgresql"] = await _with_schema(pg_url, on_postgres)
-        else:
-            say(f"postgresql: no server reachable at {options.postgres_url}; skipped")
+                async def http_on_postgres(schema: str) -> None:
+                    await over_http("postgresql", pg_url, schema, Path(folder))
+
+                result["postgresql"] = await _with_schema(pg_url, on_postgres)
+                await _with_schema(pg_url, http_on_postgres)
+            else:
+                say(f"postgresql: no server reachable at {options.postgres_url}; skipped")
+    result["http"] = http
     return result
 
 
@@ -551,6 +710,31 @@ def format_text(result: dict[str, Any]) -> str:
                 f"  {mode:8} {block['turns_per_s']:8,.0f} turns/s  p50 {block['p50_ms']:6.2f} ms  "
                 f"p95 {block['p95_ms']:6.2f} ms  p99 {block['p99_ms']:6.2f} ms  "
                 f"{block['statements_per_turn']:5.1f} statements/turn  errors {block['errors']}"
+            )
+            if "limit_turns_per_s" in block:
+                driver = "sqlite3" if database == "sqlite" else "asyncpg"
+                lines.append(
+                    f"  {'limit':8} {block['limit_turns_per_s']:8,.0f} turns/s  the same statements through "
+                    f"{driver} and one search; article turns reach {block['of_limit']:.0%} of it"
+                )
+    http = result.get("http", {})
+    if http:
+        setup = next(iter(http.values()))["setup"]
+        cores = (
+            f"server on core {setup['server_core']}, visitors on "
+            + (f"core {setup['client_core']}" if setup["client_core"] is not None else "the same core")
+            if setup["server_core"] is not None
+            else "not pinned"
+        )
+        lines.append(
+            f"http: registry-bot serve on {setup['host']} ({setup['visitors']} visitors, "
+            f"{setup['requests_in_flight']} requests in flight, rate limits off, {cores})"
+        )
+        for database, block in http.items():
+            lines.append(
+                f"  {database:10} {block['turns_per_s']:6,.0f} turns/s  p50 {block['p50_ms']:6.2f} ms  "
+                f"p99 {block['p99_ms']:6.2f} ms  in-process {block['in_process_turns_per_s']:,.0f} turns/s: "
+                f"{block['of_in_process']:.0%} of it  errors {block['errors']}"
             )
     core = result["sqlite"]["setup"]["cpu_core"]
     lines.append(f"pinned to CPU core {core}" if core is not None else "not pinned to a core")
