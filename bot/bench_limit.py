@@ -24,14 +24,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Executable
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import Dialect, make_url
 
 from bot.intents import Understander, Understanding
 from bot.messages import Reply, replies_to_json
 from bot.registry import repo
-from bot.registry.models import Conversation, ProcessedUpdate
+from bot.registry.plain import Statement, TurnStatements
 from bot.registry.session import SQLITE_BUSY_TIMEOUT
 from bot.router import Router
 from bot.understanding.message import Message
@@ -40,80 +39,6 @@ logger = logging.getLogger(__name__)
 
 
 # --- statements -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Statement:
-    """One statement compiled for a dialect: its SQL, and its parameters in order with SQLAlchemy's own
-    conversion for each (a datetime as SQLite keeps it, a state as JSON)."""
-
-    sql: str
-    names: tuple[str, ...]
-    processors: tuple[Callable[[Any], Any] | None, ...]
-
-    @classmethod
-    def compile(cls, statement: Executable, dialect: Dialect, keys: Sequence[str] | None = None) -> Statement:
-        """``statement`` as ``dialect`` sends it; ``keys`` are the columns an ``INSERT`` is given."""
-        compiled = statement.compile(dialect=dialect, column_keys=list(keys) if keys else None)  # type: ignore[attr-defined]
-        names = tuple(compiled.positiontup or ())
-        processors = tuple(
-            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
-        )
-        return cls(compiled.string, names, processors)
-
-    def args(self, values: Mapping[str, Any]) -> list[Any]:
-        """The positional parameters for ``values``, converted as SQLAlchemy would."""
-        return [
-            value if process is None else process(value)
-            for process, value in zip(self.processors, (values[name] for name in self.names), strict=True)
-        ]
-
-
-@dataclass(frozen=True, slots=True)
-class ArticleStatements:
-    """The statements of an article turn, from ``bot.registry.repo`` (the very objects the engine runs)."""
-
-    claim: Statement  # repo.claim_delivery
-    load: Statement  # repo.load_conversation: the conversation and its member
-    create: Statement  # repo.load_conversation: on first contact
-    answer: Statement  # repo.record_answer
-    gap: Statement  # repo.record_unanswered
-    keep: Statement  # repo.keep_replies
-    transcript: Statement  # repo.add_transcript (one executemany)
-    save: Statement  # repo.save_conversation
-
-    @classmethod
-    def for_dialect(cls, dialect: Dialect) -> ArticleStatements:
-        name = dialect.name
-        conversations = Conversation.__tablename__
-        return cls(
-            claim=Statement.compile(
-                repo._insert_ignoring_conflicts(name, ProcessedUpdate.__tablename__),
-                dialect,
-                ("channel", "delivery_id", "processed_at"),
-            ),
-            load=Statement.compile(repo._CONVERSATION_AND_MEMBER, dialect),
-            create=Statement.compile(
-                repo._insert_ignoring_conflicts(name, conversations, returning="id"),
-                dialect,
-                ("channel", "user_id", "registry", "language", "state", "created_at", "updated_at"),
-            ),
-            answer=Statement.compile(
-                repo._INSERT_ANSWER,
-                dialect,
-                ("conversation_id", "registry", "topic", "language", "question", "created_at"),
-            ),
-            gap=Statement.compile(
-                repo._INSERT_UNANSWERED,
-                dialect,
-                ("conversation_id", "registry", "language", "text", "created_at", "kind", "topic"),
-            ),
-            keep=Statement.compile(repo._KEEP_REPLIES, dialect),
-            transcript=Statement.compile(
-                repo._INSERT_TRANSCRIPT, dialect, ("conversation_id", "direction", "text", "created_at")
-            ),
-            save=Statement.compile(repo._SAVE_CONVERSATION, dialect),
-        )
 
 
 # --- plain drivers ----------------------------------------------------------------------------------------
@@ -238,7 +163,7 @@ class ArticleLimit:
         self,
         *,
         connections: Sequence[PlainConnection],
-        statements: ArticleStatements,
+        statements: TurnStatements,
         understander: Understander,
         registry: str,
         said: Callable[[str, Understanding], Said],
@@ -273,7 +198,7 @@ class ArticleLimit:
         else:
             for _ in range(concurrency):
                 connections.append(await AsyncpgConnection.open(url, dialect, schema=schema))
-        statements = ArticleStatements.for_dialect(dialect)
+        statements = TurnStatements.for_dialect(dialect)
         return cls(
             connections=connections,
             statements=statements,

@@ -34,6 +34,7 @@ from bot.language import detect_language, language_evidence
 from bot.messages import Inbound, Reply, replies_from_json, replies_to_json
 from bot.metrics import Metrics
 from bot.registry import repo
+from bot.registry.plain import bookkeeping
 from bot.registry.session import unavailable
 from bot.render import render_for
 from bot.router import Router
@@ -258,8 +259,9 @@ class Engine:
         text = inbound.text[:MAX_TEXT]
         # Core statements on one connection; flows that need the ORM get a session in the same transaction
         async with self.database.begin() as connection:
+            books = await bookkeeping(connection)
             delivery = {"channel": inbound.channel, "delivery_id": inbound.delivery_id}
-            if not await repo.claim_delivery(connection, **delivery, now=now):
+            if not await books.claim_delivery(**delivery, now=now):
                 logger.info("duplicate delivery: its replies given again", extra={"channel": inbound.channel})
                 self._count(inbound.channel, "duplicate", time.perf_counter() - started)
                 kept = await repo.stored_replies(connection, **delivery)
@@ -270,8 +272,7 @@ class Engine:
                     replies_from_json(kept) if kept else [], lang or self.profile.default_language, True
                 )
             initial = resolve_locale(inbound.language_hint) or self.profile.default_language
-            conversation, member = await repo.load_conversation(
-                connection,
+            conversation, member = await books.load_conversation(
                 channel=inbound.channel,
                 user_id=inbound.user_id,
                 registry=self.profile.key,
@@ -286,6 +287,7 @@ class Engine:
                 lang=state.get("lang") or initial,
                 lang_explicit=bool(state.get("lang_explicit")),
                 connection=connection,
+                books=books,
                 conversation_id=conversation.id,
                 member=member,
                 answer=text.strip(),
@@ -327,13 +329,9 @@ class Engine:
             state["lang"], state["lang_explicit"] = turn.lang, turn.lang_explicit
             transcript.extend(("out", _with_links(reply)) for reply in replies)
             await turn.flush()
-            await repo.keep_replies(connection, **delivery, replies=replies_to_json(replies))
-            await repo.add_transcript(
-                connection, conversation_id=conversation.id, entries=transcript, now=now
-            )
-            await repo.save_conversation(
-                connection, conversation.id, state=state, language=turn.lang, now=now
-            )
+            await books.keep_replies(**delivery, replies=replies_to_json(replies))
+            await books.add_transcript(conversation_id=conversation.id, entries=transcript, now=now)
+            await books.save_conversation(conversation.id, state=state, language=turn.lang, now=now)
         seconds = time.perf_counter() - started
         self._count(inbound.channel, turn.outcome, seconds)
         if logger.isEnabledFor(logging.INFO):  # every turn passes here: build the record only when wanted

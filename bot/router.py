@@ -211,8 +211,7 @@ class Router:
                     return await self._errand(turn, state, article)
                 return await self._answer(turn, state, article, message)
         state["question"] = message.raw  # a person taking over starts from it
-        await repo.record_unanswered(  # asked back about or declined: a content gap for staff to see
-            turn.connection,
+        await turn.books.record_unanswered(  # asked back about or declined: a content gap for staff to see
             conversation_id=turn.conversation_id,
             registry=self.profile.key,
             text=message.raw,
@@ -323,8 +322,7 @@ class Router:
         self, turn: Turn, state: State, article: Article, question: str
     ) -> list[Reply]:
         """The article's answer with a 👍/👎 pair, the answer kept (per article and language) for them."""
-        feedback_id = await repo.record_answer(
-            turn.connection,
+        feedback_id = await turn.books.record_answer(
             conversation_id=turn.conversation_id,
             registry=self.profile.key,
             topic=article.id,
@@ -353,8 +351,7 @@ class Router:
         if helpful:
             return [Reply(turn.render("feedback_thanks"))]
         if given.question:
-            await repo.record_unanswered(
-                turn.connection,
+            await turn.books.record_unanswered(
                 conversation_id=turn.conversation_id,
                 registry=self.profile.key,
                 text=given.question,

@@ -18,6 +18,7 @@ from bot.render import render_for
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+    from bot.registry.plain import Bookkeeping
     from bot.registry.repo import VerifiedMember
 
 
@@ -31,6 +32,8 @@ class Turn:
     lang: str
     #: the turn's transaction, for Core statements (the engine's own bookkeeping); it commits the turn
     connection: AsyncConnection
+    #: the turn's own statements (claim, conversation, answers, gaps, transcript), in the same transaction
+    books: Bookkeeping
     conversation_id: int
     member: VerifiedMember | None = None  # the member this chat account is verified as
     answer: str = ""  # the text, or the value of the button pressed for the current question

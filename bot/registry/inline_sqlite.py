@@ -30,7 +30,7 @@ BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, 261})
 FIRST_PAUSE, MAX_PAUSE = 0.001, 0.05  # seconds between tries while another connection writes
 
 
-async def _retry_busy(call: Callable[[], Any], timeout: float, connection: sqlite3.Connection) -> Any:
+async def retry_busy(call: Callable[[], Any], timeout: float, connection: sqlite3.Connection) -> Any:
     """``call()``, tried again after a short sleep while SQLite says the database is locked.
 
     Only while nothing was written: ``executemany`` runs row by row, and a lock met after the first rows
@@ -62,7 +62,7 @@ class InlineCursor:
         self._timeout = timeout
 
     def _retry(self, call: Callable[[], Any]) -> Any:
-        return _retry_busy(call, self._timeout, self._cursor.connection)
+        return retry_busy(call, self._timeout, self._cursor.connection)
 
     async def __aenter__(self) -> InlineCursor:
         return self
@@ -126,6 +126,16 @@ class InlineConnection:
         return self._connection
 
     @property
+    def sqlite(self) -> sqlite3.Connection:
+        """The sqlite3 connection itself (a turn's bookkeeping runs on it: ``bot.registry.plain``)."""
+        return self._conn
+
+    @property
+    def timeout(self) -> float:
+        """Seconds a statement waits while another connection writes."""
+        return self._timeout
+
+    @property
     def isolation_level(self) -> str | None:
         return self._conn.isolation_level
 
@@ -137,7 +147,7 @@ class InlineConnection:
 
     async def commit(self) -> None:
         connection = self._conn
-        await _retry_busy(connection.commit, self._timeout, connection)
+        await retry_busy(connection.commit, self._timeout, connection)
 
     async def rollback(self) -> None:
         self._conn.rollback()
