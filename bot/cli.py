@@ -1,30 +1,36 @@
-"""The ``registry-bot`` command line: thin; it parses arguments and calls the application."""
+"""The ``registry-bot`` command line: thin; it parses arguments and calls the application.
+
+Each command imports what it uses when it runs: ``ask`` needs the knowledge base and one topic model, not
+the database, the flows or SQLAlchemy; ``chat`` needs them all.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import functools
+import gc
 import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from bot.app import App, load_knowledge
-from bot.config import LANGUAGES, Settings, load_profile
-from bot.knowledge import KnowledgeBase
-from bot.logs import configure as configure_logging
-from bot.server import Channel, connect
-from bot.understanding.model import ModelError, TopicModel
+if TYPE_CHECKING:
+    from bot.app import App
+    from bot.config import Settings
+    from bot.intents import Understander
+    from bot.knowledge import KnowledgeBase
+    from bot.server import Channel
+    from bot.understanding.model import TopicModel
 
 logger = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
+    from bot.config import LANGUAGES
+
     parser = argparse.ArgumentParser(
         prog="registry-bot", description="Help desk assistant for ECE workforce registries"
     )
@@ -127,7 +133,50 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StartUp:
+    """No garbage collection while a command starts up.
+
+    Start-up creates hundreds of thousands of objects that live until the process ends (modules, classes,
+    the knowledge base, the topic model); the collector, run every few hundred allocations, would walk
+    them again and again and find nothing to free (a third of ``chat``'s start-up on this machine). It is
+    paused until the command is ready for its first input (``ready``); in the process's own command line
+    (``main()`` without ``argv``) what start-up built is then frozen (``gc.freeze``): kept out of every
+    later collection, the one at exit too.
+    """
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.freeze = False
+
+    def begin(self, *, freeze: bool) -> None:
+        self.paused, self.freeze = gc.isenabled(), freeze
+        gc.disable()
+
+    def ready(self) -> None:
+        """Start-up is over: collect again from now on."""
+        if self.paused:
+            if self.freeze:
+                gc.freeze()
+            gc.enable()
+            self.paused = False
+
+
+_startup = _StartUp()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command (``argv``, default the process's own arguments); its exit status."""
+    _startup.begin(freeze=argv is None)
+    try:
+        return _main(argv)
+    finally:
+        _startup.ready()
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from bot.config import Settings, load_profile
+    from bot.logs import configure as configure_logging
+
     args = _parser().parse_args(argv)
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -148,10 +197,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": _serve,
         "bench": _bench,
     }[args.command]
+    if args.command not in ("chat", "ask"):  # they say when they are ready for their first input
+        _startup.ready()
     return handler(args, settings, registry)
 
 
 def _chat(args: argparse.Namespace, settings: Settings, registry: str) -> int:
+    from bot.app import App
     from bot.channels import console
 
     async def run() -> None:
@@ -159,6 +211,7 @@ def _chat(args: argparse.Namespace, settings: Settings, registry: str) -> int:
         try:
             await app.migrate()
             await app.seed_demo()
+            _startup.ready()
             await console.run(
                 app.engine, user_id=args.user, language=args.lang, stdin=sys.stdin, stdout=sys.stdout
             )
@@ -202,7 +255,9 @@ def _channels(app: App, settings: Settings) -> list[Channel]:
 
 
 def _serve(args: argparse.Namespace, settings: Settings, registry: str) -> int:
+    from bot.app import App
     from bot.channels import web
+    from bot.server import connect
 
     host, port = serve_address(args, settings)
     if not 0 <= port <= 65535:
@@ -228,18 +283,22 @@ def _serve(args: argparse.Namespace, settings: Settings, registry: str) -> int:
     return 0
 
 
-def _understander(settings: Settings):  # type: ignore[no-untyped-def]
+def _understander(settings: Settings, registries: Sequence[str] | None = None) -> Understander:
+    """The knowledge base and the topic models of ``registries`` (default: every registry's)."""
     from bot.intents import Understander
+    from bot.knowledge import load_knowledge
     from bot.understanding.store import ModelStore
 
     knowledge = load_knowledge(settings.content_dir / "knowledge")
-    return Understander(knowledge, ModelStore(settings.content_dir, tuple(knowledge.registries())))
+    wanted = tuple(registries) if registries is not None else tuple(knowledge.registries())
+    return Understander(knowledge, ModelStore(settings.content_dir, wanted))
 
 
 def _ask(args: argparse.Namespace, settings: Settings, registry: str) -> int:
     from bot.evaluation import ask
 
-    understander = _understander(settings)
+    understander = _understander(settings, [registry])  # the registry's own model only
+    _startup.ready()
     for line in sys.stdin:
         question = line.rstrip("\n")
         if not question.strip():
@@ -280,6 +339,7 @@ def _eval(args: argparse.Namespace, settings: Settings, registry: str) -> int:
 
 
 def _db(args: argparse.Namespace, settings: Settings, registry: str) -> int:
+    from bot.app import App
     from bot.registry.session import downgrade
 
     async def run() -> None:
@@ -305,7 +365,7 @@ def _db(args: argparse.Namespace, settings: Settings, registry: str) -> int:
 def _kb(args: argparse.Namespace, settings: Settings, registry: str) -> int:
     from bot import wording
     from bot.flows import FLOWS
-    from bot.knowledge import check
+    from bot.knowledge import KnowledgeBase, check
 
     root = settings.content_dir / "knowledge"
     # --registry on the command line narrows train and the labels; without it they take every registry
@@ -331,7 +391,10 @@ def _kb(args: argparse.Namespace, settings: Settings, registry: str) -> int:
 
 
 def _train(args: argparse.Namespace, settings: Settings, knowledge: KnowledgeBase, named: str | None) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from bot.app import staff_labels
+    from bot.understanding.model import ModelError, TopicModel
     from bot.understanding.retrain import (
         held_out,
         label_examples,
@@ -415,6 +478,7 @@ def _passes_guard(
     """Whether a new model may replace ``current``: not worse on any evaluation file, or ``--force``.
     Prints the figures of both per file."""
     from bot.evaluation import compare
+    from bot.understanding.model import TopicModel
     from bot.understanding.store import evaluation_files, model_path
 
     new = TopicModel(arrays)
@@ -442,6 +506,7 @@ def _unreachable(error: BaseException) -> str:
 
 
 def _rollback(settings: Settings, registry: str) -> int:
+    from bot.understanding.model import TopicModel
     from bot.understanding.store import model_path, previous_path, rollback
 
     if not rollback(settings.content_dir, registry):
@@ -457,6 +522,8 @@ def _rollback(settings: Settings, registry: str) -> int:
 
 
 def _labels(args: argparse.Namespace, settings: Settings, named: str | None) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from bot.app import staff_labels, undo_staff_label
     from bot.engine import utcnow
     from bot.understanding.retrain import question_line
@@ -501,6 +568,8 @@ def _labels(args: argparse.Namespace, settings: Settings, named: str | None) -> 
 
 
 def _purge(args: argparse.Namespace, settings: Settings, registry: str) -> int:
+    from bot.app import App
+
     async def run() -> dict[str, int]:
         app = App.build(settings, registry=registry)
         try:
@@ -515,6 +584,7 @@ def _purge(args: argparse.Namespace, settings: Settings, registry: str) -> int:
 
 
 def _outbox(args: argparse.Namespace, settings: Settings, registry: str) -> int:
+    from bot.app import App
     from bot.engine import utcnow
     from bot.mail import OutboxSender, pending
 

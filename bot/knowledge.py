@@ -193,6 +193,12 @@ class KnowledgeBase:
 
 
 @functools.cache
+def load_knowledge(root: Path) -> KnowledgeBase:
+    """The knowledge base under ``root``, loaded and indexed once per process."""
+    return KnowledgeBase.load(root)
+
+
+@functools.cache
 def _language_vocabulary(kb: KnowledgeBase) -> dict[str, frozenset[str]]:
     seen: dict[str, set[str]] = defaultdict(set)
     for (_, lang, _), article in kb.articles.items():

@@ -57,23 +57,43 @@ class _Group:
         return [number + offset for number in map(self.vocabulary.get, features) if number is not None]
 
 
+def read_arrays(path: Path) -> dict[str, Any]:
+    """The arrays of a model file; ``ModelError`` when it cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return dict(arrays)
+    except (OSError, KeyError, ValueError) as error:
+        raise ModelError(f"{path}: {error}") from error
+
+
+def _strings(values: Any) -> list[str]:
+    """An array of numpy strings read from the file as a list of Python strings."""
+    strings: list[str] = np.asarray(values, dtype=np.str_).tolist()
+    return strings
+
+
 class TopicModel:
     """Probabilities of each topic of one registry (and of "none of them") for a message."""
 
     def __init__(self, arrays: dict[str, Any]) -> None:
         self.info: dict[str, Any] = json.loads(str(arrays["info"]))
-        self.classes: tuple[str, ...] = tuple(str(c) for c in arrays["classes"])
-        word_vocabulary = [str(v) for v in arrays["word_vocabulary"]]
-        char_vocabulary = [str(v) for v in arrays["char_vocabulary"]]
-        self._word = _Group({f: i for i, f in enumerate(word_vocabulary)}, 0)
-        self._char = _Group({f: i for i, f in enumerate(char_vocabulary)}, len(word_vocabulary))
-        self._idf: Vector = np.concatenate([arrays["word_idf"], arrays["char_idf"]]).astype(np.float32)
-        self._spellings = tuple(str(w) for w in arrays["spellings"]) if "spellings" in arrays else ()
+        self.classes: tuple[str, ...] = tuple(_strings(arrays["classes"]))
+        # tens of thousands of strings: numpy's tolist and dict(zip) build them at C speed
+        word_vocabulary = _strings(arrays["word_vocabulary"])
+        char_vocabulary = _strings(arrays["char_vocabulary"])
+        self._word = _Group(dict(zip(word_vocabulary, range(len(word_vocabulary)), strict=True)), 0)
+        self._char = _Group(
+            dict(zip(char_vocabulary, range(len(char_vocabulary)), strict=True)), len(word_vocabulary)
+        )
+        # arrays read from the file are float32 already and never written to: no copies
+        idf = np.concatenate([arrays["word_idf"], arrays["char_idf"]])
+        self._idf: Vector = idf.astype(np.float32, copy=False)
+        self._spellings = tuple(_strings(arrays["spellings"])) if "spellings" in arrays else ()
         self._known = frozenset(self._spellings)
         self._corrections: dict[str, str] = {}  # misspelt word -> the known word (or itself)
         self._char_rows: dict[str, list[int]] = {}  # a word's character n-grams, as vocabulary numbers
-        self._weights: Vector = arrays["weights"].astype(np.float32)  # (features, classes)
-        self._intercept: Vector = arrays["intercept"].astype(np.float32)
+        self._weights: Vector = arrays["weights"].astype(np.float32, copy=False)  # (features, classes)
+        self._intercept: Vector = arrays["intercept"].astype(np.float32, copy=False)
         if self._weights.shape != (len(word_vocabulary) + len(char_vocabulary), len(self.classes)):
             raise ModelError("the model's weights do not match its vocabularies")
         if self.classes[-1] != OUT_OF_SCOPE:
@@ -88,11 +108,15 @@ class TopicModel:
     @classmethod
     def load(cls, path: Path) -> TopicModel:
         """Read a model file written by ``registry-bot kb train``."""
+        return cls.of(read_arrays(path), source=path)
+
+    @classmethod
+    def of(cls, arrays: dict[str, Any], *, source: Path) -> TopicModel:
+        """The model of ``arrays`` read from ``source``; ``ModelError`` (naming it) when they are not one."""
         try:
-            with np.load(path, allow_pickle=False) as arrays:
-                return cls(dict(arrays))
-        except (OSError, KeyError, ValueError) as error:
-            raise ModelError(f"{path}: {error}") from error
+            return cls(arrays)
+        except (KeyError, ValueError) as error:
+            raise ModelError(f"{source}: {error}") from error
 
     @property
     def inputs_hash(self) -> str:

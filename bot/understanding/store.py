@@ -3,9 +3,12 @@ loading them again when their files change), installing a new model and rolling 
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
 import shutil
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bot.understanding.model import ModelError, TopicModel
+from bot.understanding.model import ModelError, TopicModel, read_arrays
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +60,63 @@ def _load(path: Path, identity: Identity) -> TopicModel:
     known = _loaded.get(path)
     if known is not None and known[0] == identity:
         return known[1]
-    model = TopicModel.load(path)
+    model = _read(path)
     _loaded[path] = identity, model
     return model
+
+
+COPIES = ".cache"  # under models/: an uncompressed copy of each model file read, for the next process
+
+
+def copy_path(path: Path) -> Path | None:
+    """Where the uncompressed copy of the model file ``path`` is kept (None when ``path`` is no zip file).
+
+    The copy is named after what the file holds (each array's CRC-32 and size, which the zip file lists
+    without being decompressed), so a model file replaced in any way never reads an old copy.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = sorted((info.filename, info.CRC, info.file_size) for info in archive.infolist())
+    except (OSError, zipfile.BadZipFile):
+        return None
+    digest = hashlib.sha256(repr(members).encode()).hexdigest()[:16]
+    return path.parent / COPIES / f"{path.stem}.{digest}.npz"
+
+
+def _read(path: Path) -> TopicModel:
+    """The model in ``path``, read from its uncompressed copy when there is one (a compressed file takes
+    most of a model's loading time to inflate); otherwise from the file, keeping a copy for next time."""
+    copy = copy_path(path)
+    if copy is not None and copy.is_file():
+        try:
+            return TopicModel.load(copy)
+        except (ModelError, zipfile.BadZipFile) as error:
+            logger.warning("%s; reading %s itself", error, path)
+    arrays = read_arrays(path)
+    model = TopicModel.of(arrays, source=path)
+    if copy is not None:
+        _keep_copy(arrays, copy, path.stem)
+    return model
+
+
+def _keep_copy(arrays: dict[str, Any], copy: Path, stem: str) -> None:
+    """Write ``copy`` (through a temporary file: a reader never sees half of one) and remove the copies of
+    the file's earlier versions. A folder that cannot be written to keeps no copy."""
+    temporary = copy.with_name(f"{copy.stem}.{os.getpid()}.tmp.npz")
+    try:
+        copy.parent.mkdir(exist_ok=True)
+        ignore = copy.parent / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# made when the models are read (bot/understanding/store.py)\n*\n")
+        np.savez(temporary, **arrays)
+        os.replace(temporary, copy)
+        for older in copy.parent.glob(f"{stem}.{'?' * 16}.npz"):
+            if older != copy:
+                older.unlink(missing_ok=True)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        logger.info("no uncompressed copy of the model kept in %s: %s", copy.parent, error)
 
 
 class ModelStore(Mapping[str, TopicModel]):
@@ -68,6 +125,8 @@ class ModelStore(Mapping[str, TopicModel]):
     ``refresh`` (the engine calls it at the start of every turn) costs one ``stat`` per registry; a model
     file replaced by ``kb train`` or ``kb rollback`` is read then, so a running process answers with the
     new model from its next turn on, without a restart. A file that cannot be read leaves the model in use.
+    A model file is read from its uncompressed copy under ``models/.cache/`` once there is one (see
+    ``copy_path``).
     """
 
     def __init__(self, content_dir: Path, registries: tuple[str, ...]) -> None:
