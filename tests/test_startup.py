@@ -141,9 +141,6 @@ def test_chat_on_an_up_to_date_database_does_not_run_alembic(tmp_path: Path) -> 
     assert loaded(found["modules"], *PLATFORMS) == []
 
 
-@pytest.mark.xfail(
-    strict=True, reason="bot/registry/session.py imports Alembic at the top (the engine imports that module)"
-)
 def test_chat_on_an_up_to_date_database_does_not_import_alembic(tmp_path: Path) -> None:
     probe(["chat"], tmp_path)
     _, found = probe(["chat"], tmp_path)
