@@ -193,65 +193,50 @@ class Bookkeeping:
         )
 
 
-class SqliteBookkeeping(Bookkeeping):
-    """The same bookkeeping straight on the turn's sqlite3 connection (see the module's docstring)."""
+class DriverBookkeeping(Bookkeeping):
+    """The bookkeeping straight on the driver's connection, written once for both drivers: each says how
+    to run one of ``statements`` (``_one``, ``_run``, ``_many``)."""
 
-    def __init__(self, connection: AsyncConnection, sqlite: sqlite3.Connection, timeout: float) -> None:
-        super().__init__(connection)
-        self._sqlite = sqlite
-        self._timeout = timeout
+    statements: TurnStatements
 
-    async def _run(self, statement: Statement, values: Mapping[str, Any]) -> sqlite3.Cursor:
-        args = statement.args(values)
-        self._announce(statement, args)
-        try:
-            cursor: sqlite3.Cursor = await retry_busy(
-                lambda: self._sqlite.execute(statement.sql, args), self._timeout, self._sqlite
-            )
-        except sqlite3.Error as error:
-            raise _as_sqlalchemy(statement, error) from None
-        return cursor
+    async def _one(self, statement: Statement, values: Mapping[str, Any]) -> Sequence[Any] | None:
+        raise NotImplementedError
 
-    async def claim_delivery(self, *, channel: str, delivery_id: str, now: datetime) -> bool:
-        values = {"channel": channel, "delivery_id": delivery_id, "processed_at": now}
-        return (await self._run(SQLITE_STATEMENTS.claim, values)).rowcount > 0
+    async def _run(self, statement: Statement, values: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+    async def _many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
+        raise NotImplementedError
 
     async def load_conversation(
         self, *, channel: str, user_id: str, registry: str, language: str, now: datetime
     ) -> tuple[ConversationState, VerifiedMember | None]:
         chat = {"channel": channel, "user_id": user_id}
-        found = (await self._run(SQLITE_STATEMENTS.load, chat)).fetchone()
+        found = await self._one(self.statements.load, chat)
         if found is None:
-            values = {
-                **chat,
-                "registry": registry,
-                "language": language,
-                "state": {},
-                "created_at": now,
-                "updated_at": now,
-            }
-            created = (await self._run(SQLITE_STATEMENTS.create, values)).fetchone()
+            values = repo.new_conversation_row(chat, registry=registry, language=language, now=now)
+            created = await self._one(self.statements.create, values)
             if created is not None:
                 return ConversationState(int(created[0]), {}), None
-            found = (await self._run(SQLITE_STATEMENTS.load, chat)).fetchone()  # made meanwhile: theirs
+            found = await self._one(self.statements.load, chat)  # made meanwhile by another process
             assert found is not None
-        state = json.loads(found[1]) if found[1] else {}
-        return ConversationState(int(found[0]), state), VerifiedMember.from_row(found[2:])
+        state = json.loads(found[1]) if isinstance(found[1], str) else found[1]
+        return ConversationState(int(found[0]), state or {}), VerifiedMember.from_row(tuple(found)[2:])
 
     async def record_answer(
         self, *, conversation_id: int, registry: str, topic: str, language: str, question: str, now: datetime
     ) -> int:
-        values = {
-            "conversation_id": conversation_id,
-            "registry": registry,
-            "topic": topic,
-            "language": language,
-            "question": repo.mask_personal(question),
-            "created_at": now,
-        }
-        row = (await self._run(SQLITE_STATEMENTS.answer, values)).fetchone()
-        assert row is not None
-        return int(row[0])
+        row = repo.answer_row(
+            conversation_id=conversation_id,
+            registry=registry,
+            topic=topic,
+            language=language,
+            question=question,
+            now=now,
+        )
+        created = await self._one(self.statements.answer, row)
+        assert created is not None
+        return int(created[0])
 
     async def record_unanswered(
         self,
@@ -264,141 +249,116 @@ class SqliteBookkeeping(Bookkeeping):
         kind: str = "unknown",
         topic: str | None = None,
     ) -> None:
-        values = {
-            "conversation_id": conversation_id,
-            "registry": registry,
-            "language": language,
-            "text": repo.mask_personal(text),
-            "created_at": now,
-            "kind": kind,
-            "topic": topic,
-        }
-        await self._run(SQLITE_STATEMENTS.gap, values)
+        row = repo.gap_row(
+            conversation_id=conversation_id,
+            registry=registry,
+            text=text,
+            language=language,
+            now=now,
+            kind=kind,
+            topic=topic,
+        )
+        await self._run(self.statements.gap, row)
 
     async def keep_replies(self, *, channel: str, delivery_id: str, replies: str) -> None:
         values = {"b_channel": channel, "b_delivery_id": delivery_id, "b_replies": replies}
-        await self._run(SQLITE_STATEMENTS.keep, values)
+        await self._run(self.statements.keep, values)
 
     async def add_transcript(
         self, *, conversation_id: int, entries: Sequence[tuple[str, str]], now: datetime
     ) -> None:
-        if not entries:
-            return
-        statement = SQLITE_STATEMENTS.transcript
-        rows = [
-            statement.args(
-                {"conversation_id": conversation_id, "direction": direction, "text": text, "created_at": now}
-            )
-            for direction, text in entries
-        ]
-        self._announce(statement, rows, many=True)
-        try:
-            await retry_busy(
-                lambda: self._sqlite.executemany(statement.sql, rows), self._timeout, self._sqlite
-            )
-        except sqlite3.Error as error:
-            raise _as_sqlalchemy(statement, error) from None
+        if entries:
+            await self._many(self.statements.transcript, repo.transcript_rows(conversation_id, entries, now))
 
     async def save_conversation(
         self, conversation_id: int, *, state: dict[str, Any], language: str, now: datetime
     ) -> None:
         values = {"conversation_id": conversation_id, "state": state, "language": language, "updated_at": now}
-        await self._run(SQLITE_STATEMENTS.save, values)
+        await self._run(self.statements.save, values)
+
+
+class SqliteBookkeeping(DriverBookkeeping):
+    """The bookkeeping straight on the turn's sqlite3 connection (see the module's docstring)."""
+
+    statements = SQLITE_STATEMENTS
+
+    def __init__(self, connection: AsyncConnection, sqlite: sqlite3.Connection, timeout: float) -> None:
+        super().__init__(connection)
+        self._sqlite = sqlite
+        self._timeout = timeout
+
+    async def _cursor(self, statement: Statement, call: Callable[[], sqlite3.Cursor]) -> sqlite3.Cursor:
+        try:
+            cursor: sqlite3.Cursor = await retry_busy(call, self._timeout, self._sqlite)
+        except sqlite3.Error as error:
+            raise _as_sqlalchemy(statement, error) from None
+        return cursor
+
+    async def _execute(self, statement: Statement, values: Mapping[str, Any]) -> sqlite3.Cursor:
+        args = statement.args(values)
+        self._announce(statement, args)
+        return await self._cursor(statement, lambda: self._sqlite.execute(statement.sql, args))
+
+    async def _one(self, statement: Statement, values: Mapping[str, Any]) -> Sequence[Any] | None:
+        row: Sequence[Any] | None = (await self._execute(statement, values)).fetchone()
+        return row
+
+    async def _run(self, statement: Statement, values: Mapping[str, Any]) -> None:
+        await self._execute(statement, values)
+
+    async def _many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
+        args = [statement.args(row) for row in rows]
+        self._announce(statement, args, many=True)
+        await self._cursor(statement, lambda: self._sqlite.executemany(statement.sql, args))
+
+    async def claim_delivery(self, *, channel: str, delivery_id: str, now: datetime) -> bool:
+        values = {"channel": channel, "delivery_id": delivery_id, "processed_at": now}
+        return (await self._execute(SQLITE_STATEMENTS.claim, values)).rowcount > 0
 
 
 _POSTGRES: Dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
 POSTGRES_STATEMENTS = TurnStatements.for_dialect(_POSTGRES)
 
 
-class PostgresBookkeeping(Bookkeeping):
-    """The same bookkeeping straight on the turn's asyncpg connection, once SQLAlchemy has begun the
+class PostgresBookkeeping(DriverBookkeeping):
+    """The bookkeeping straight on the turn's asyncpg connection, once SQLAlchemy has begun the
     transaction on it (the delivery is claimed through SQLAlchemy: that begins it)."""
+
+    statements = POSTGRES_STATEMENTS
 
     def __init__(self, connection: AsyncConnection, driver: Any) -> None:
         super().__init__(connection)
         self._driver = driver
         self._begun = False
 
-    async def _call(self, statement: Statement, method: str, *args: Any) -> Any:
+    async def _call(self, statement: Statement, method: str, args: Any) -> Any:
         if not self._begun:  # never outside the turn's transaction
             raise RuntimeError("the delivery must be claimed first: it begins the transaction")
         self._announce(statement, args, many=method == "executemany")
+        call = getattr(self._driver, method)
         try:
-            return await getattr(self._driver, method)(statement.sql, *args)
+            return await (
+                call(statement.sql, args) if method == "executemany" else call(statement.sql, *args)
+            )
         except _asyncpg_errors() as error:
             raise DBAPIError.instance(
                 statement.sql, None, error, Exception, hide_parameters=True, dialect=_POSTGRES
             ) from None
 
+    async def _one(self, statement: Statement, values: Mapping[str, Any]) -> Sequence[Any] | None:
+        row: Sequence[Any] | None = await self._call(statement, "fetchrow", statement.args(values))
+        return row
+
+    async def _run(self, statement: Statement, values: Mapping[str, Any]) -> None:
+        await self._call(statement, "execute", statement.args(values))
+
+    async def _many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
+        await self._call(statement, "executemany", [statement.args(row) for row in rows])
+
     async def claim_delivery(self, *, channel: str, delivery_id: str, now: datetime) -> bool:
         claimed = await super().claim_delivery(channel=channel, delivery_id=delivery_id, now=now)
         self._begun = True
         return claimed
-
-    async def load_conversation(
-        self, *, channel: str, user_id: str, registry: str, language: str, now: datetime
-    ) -> tuple[ConversationState, VerifiedMember | None]:
-        chat = {"channel": channel, "user_id": user_id}
-        load = POSTGRES_STATEMENTS.load
-        found = await self._call(load, "fetchrow", *load.args(chat))
-        if found is None:
-            create = POSTGRES_STATEMENTS.create
-            values = {
-                **chat,
-                "registry": registry,
-                "language": language,
-                "state": {},
-                "created_at": now,
-                "updated_at": now,
-            }
-            created = await self._call(create, "fetchval", *create.args(values))
-            if created is not None:
-                return ConversationState(int(created), {}), None
-            found = await self._call(load, "fetchrow", *load.args(chat))  # made meanwhile: theirs
-        state = found[1]
-        if isinstance(state, str):
-            state = json.loads(state)
-        return ConversationState(int(found[0]), state or {}), VerifiedMember.from_row(tuple(found)[2:])
-
-    async def record_answer(
-        self, *, conversation_id: int, registry: str, topic: str, language: str, question: str, now: datetime
-    ) -> int:
-        answer = POSTGRES_STATEMENTS.answer
-        values = {
-            "conversation_id": conversation_id,
-            "registry": registry,
-            "topic": topic,
-            "language": language,
-            "question": repo.mask_personal(question),
-            "created_at": now,
-        }
-        return int(await self._call(answer, "fetchval", *answer.args(values)))
-
-    async def keep_replies(self, *, channel: str, delivery_id: str, replies: str) -> None:
-        keep = POSTGRES_STATEMENTS.keep
-        values = {"b_channel": channel, "b_delivery_id": delivery_id, "b_replies": replies}
-        await self._call(keep, "execute", *keep.args(values))
-
-    async def add_transcript(
-        self, *, conversation_id: int, entries: Sequence[tuple[str, str]], now: datetime
-    ) -> None:
-        if not entries:
-            return
-        statement = POSTGRES_STATEMENTS.transcript
-        rows = [
-            statement.args(
-                {"conversation_id": conversation_id, "direction": direction, "text": text, "created_at": now}
-            )
-            for direction, text in entries
-        ]
-        await self._call(statement, "executemany", rows)
-
-    async def save_conversation(
-        self, conversation_id: int, *, state: dict[str, Any], language: str, now: datetime
-    ) -> None:
-        save = POSTGRES_STATEMENTS.save
-        values = {"conversation_id": conversation_id, "state": state, "language": language, "updated_at": now}
-        await self._call(save, "execute", *save.args(values))
 
 
 def _as_sqlalchemy(statement: Statement, error: sqlite3.Error) -> Exception:

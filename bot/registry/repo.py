@@ -268,7 +268,19 @@ async def load_conversation(
     found = (await db.execute(_CONVERSATION_AND_MEMBER, chat)).one_or_none()
     if found is not None:
         return _conversation_and_member(found)
-    values = {
+    values = new_conversation_row(chat, registry=registry, language=language, now=now)
+    statement = _insert_ignoring_conflicts(_dialect(db), Conversation.__tablename__, returning="id")
+    created = (await db.execute(statement, values)).scalar_one_or_none()
+    if created is None:  # created meanwhile by another process: take theirs
+        return _conversation_and_member((await db.execute(_CONVERSATION_AND_MEMBER, chat)).one())
+    return ConversationState(created, {}), None
+
+
+def new_conversation_row(
+    chat: dict[str, str], *, registry: str, language: str, now: datetime
+) -> dict[str, Any]:
+    """The values of a conversation's row on first contact (``chat``: its channel and user id)."""
+    return {
         **chat,
         "registry": registry,
         "language": language,
@@ -276,11 +288,16 @@ async def load_conversation(
         "created_at": now,
         "updated_at": now,
     }
-    statement = _insert_ignoring_conflicts(_dialect(db), Conversation.__tablename__, returning="id")
-    created = (await db.execute(statement, values)).scalar_one_or_none()
-    if created is None:  # created meanwhile by another process: take theirs
-        return _conversation_and_member((await db.execute(_CONVERSATION_AND_MEMBER, chat)).one())
-    return ConversationState(created, {}), None
+
+
+def transcript_rows(
+    conversation_id: int, entries: Sequence[tuple[str, str]], now: datetime
+) -> list[dict[str, Any]]:
+    """The rows of ``(direction, text)`` transcript entries (``add_transcript``)."""
+    return [
+        {"conversation_id": conversation_id, "direction": direction, "text": text, "created_at": now}
+        for direction, text in entries
+    ]
 
 
 async def conversation_language(db: Database, *, channel: str, user_id: str) -> str | None:
@@ -311,11 +328,7 @@ async def add_transcript(
 ) -> None:
     """Append ``(direction, text)`` entries to a conversation's transcript in one statement."""
     if entries:
-        rows = [
-            {"conversation_id": conversation_id, "direction": direction, "text": text, "created_at": now}
-            for direction, text in entries
-        ]
-        await db.execute(_INSERT_TRANSCRIPT, rows)
+        await db.execute(_INSERT_TRANSCRIPT, transcript_rows(conversation_id, entries, now))
 
 
 async def add_transcript_entry(
@@ -367,18 +380,38 @@ async def record_unanswered(
 ) -> None:
     """Keep a content gap (a question declined, asked back about, or whose answer ``topic`` got a 👎) for
     staff to review, without the e-mail addresses and numbers a member may have typed in it."""
-    await db.execute(
-        _INSERT_UNANSWERED,
-        {
-            "conversation_id": conversation_id,
-            "registry": registry,
-            "language": language,
-            "text": mask_personal(text),
-            "created_at": now,
-            "kind": kind,
-            "topic": topic,
-        },
+    row = gap_row(
+        conversation_id=conversation_id,
+        registry=registry,
+        text=text,
+        language=language,
+        now=now,
+        kind=kind,
+        topic=topic,
     )
+    await db.execute(_INSERT_UNANSWERED, row)
+
+
+def gap_row(
+    *,
+    conversation_id: int,
+    registry: str,
+    text: str,
+    language: str,
+    now: datetime,
+    kind: str = "unknown",
+    topic: str | None = None,
+) -> dict[str, Any]:
+    """The values of a content gap's row (``record_unanswered``), the member's words masked."""
+    return {
+        "conversation_id": conversation_id,
+        "registry": registry,
+        "language": language,
+        "text": mask_personal(text),
+        "created_at": now,
+        "kind": kind,
+        "topic": topic,
+    }
 
 
 async def record_answer(
@@ -393,7 +426,22 @@ async def record_answer(
 ) -> int:
     """Keep that article ``topic`` answered ``question`` (masked) in ``language``; returns the row the
     member's 👍 or 👎 is written to."""
-    values = {
+    row = answer_row(
+        conversation_id=conversation_id,
+        registry=registry,
+        topic=topic,
+        language=language,
+        question=question,
+        now=now,
+    )
+    return int((await db.execute(_INSERT_ANSWER, row)).scalar_one())
+
+
+def answer_row(
+    *, conversation_id: int, registry: str, topic: str, language: str, question: str, now: datetime
+) -> dict[str, Any]:
+    """The values of an answer's row (``record_answer``), the member's question masked."""
+    return {
         "conversation_id": conversation_id,
         "registry": registry,
         "topic": topic,
@@ -401,7 +449,6 @@ async def record_answer(
         "question": mask_personal(question),
         "created_at": now,
     }
-    return int((await db.execute(_INSERT_ANSWER, values)).scalar_one())
 
 
 @dataclass(frozen=True, slots=True)
