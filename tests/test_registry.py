@@ -93,3 +93,104 @@ async def test_relative_dates_resolve_in_the_registry_time_zone(app: App) -> Non
     local = training.starts_at.astimezone(pacific)
     assert local.date() == MONDAY_MORNING.astimezone(pacific).date() + timedelta(days=1)
     assert (local.hour, local.minute) == (18, 30)
+
+
+async def test_a_turns_bookkeeping_writes_the_same_rows_through_sqlalchemy_and_through_the_driver(
+    app: App,
+) -> None:
+    from bot.registry.models import (
+        Conversation,
+        Feedback,
+        ProcessedUpdate,
+        TranscriptEntry,
+        UnansweredQuestion,
+    )
+    from bot.registry.plain import Bookkeeping, bookkeeping
+
+    async def one_turn(books: Bookkeeping, user: str) -> tuple[bool, bool, int]:
+        first = await books.claim_delivery(channel="c", delivery_id=f"d-{user}", now=MONDAY_MORNING)
+        again = await books.claim_delivery(channel="c", delivery_id=f"d-{user}", now=MONDAY_MORNING)
+        conversation, member = await books.load_conversation(
+            channel="c", user_id=user, registry="ca", language="es", now=MONDAY_MORNING
+        )
+        assert member is None and conversation.state == {}
+        answer = await books.record_answer(
+            conversation_id=conversation.id,
+            registry="ca",
+            topic="forgot-password",
+            language="es",
+            question="mi ID es 12345678",
+            now=MONDAY_MORNING,
+        )
+        await books.record_unanswered(
+            conversation_id=conversation.id,
+            registry="ca",
+            text="¿y la app?",
+            language="es",
+            now=MONDAY_MORNING,
+        )
+        await books.keep_replies(channel="c", delivery_id=f"d-{user}", replies="[]")
+        await books.add_transcript(
+            conversation_id=conversation.id, entries=[("in", "hola"), ("out", "¡Hola!")], now=MONDAY_MORNING
+        )
+        await books.save_conversation(
+            conversation.id, state={"lang": "es"}, language="es", now=MONDAY_MORNING
+        )
+        reloaded, _ = await books.load_conversation(
+            channel="c", user_id=user, registry="ca", language="en", now=MONDAY_MORNING
+        )
+        assert (reloaded.id, reloaded.state) == (conversation.id, {"lang": "es"})
+        return first, again, answer
+
+    async with app.database.begin() as connection:
+        through_sqlalchemy = await one_turn(Bookkeeping(connection), "core")
+    async with app.database.begin() as connection:
+        through_the_driver = await one_turn(await bookkeeping(connection), "driver")
+    assert through_sqlalchemy[:2] == through_the_driver[:2] == (True, False)
+
+    async def rows_of(user: str) -> list[tuple[object, ...]]:
+        async with app.sessionmaker() as session:
+            conversation = (
+                await session.execute(select(Conversation).where(Conversation.user_id == user))
+            ).scalar_one()
+            cid = conversation.id
+            found: list[tuple[object, ...]] = [
+                (conversation.language, conversation.state, conversation.updated_at),
+                *[
+                    (row.question, row.topic, row.language, row.created_at)
+                    for row in (
+                        await session.execute(select(Feedback).where(Feedback.conversation_id == cid))
+                    ).scalars()
+                ],
+                *[
+                    (row.text, row.kind, row.created_at)
+                    for row in (
+                        await session.execute(
+                            select(UnansweredQuestion).where(UnansweredQuestion.conversation_id == cid)
+                        )
+                    ).scalars()
+                ],
+                *[
+                    (row.direction, row.text, row.created_at)
+                    for row in (
+                        await session.execute(
+                            select(TranscriptEntry)
+                            .where(TranscriptEntry.conversation_id == cid)
+                            .order_by(TranscriptEntry.id)
+                        )
+                    ).scalars()
+                ],
+                tuple(
+                    (
+                        await session.execute(
+                            select(ProcessedUpdate.replies, ProcessedUpdate.processed_at).where(
+                                ProcessedUpdate.delivery_id == f"d-{user}"
+                            )
+                        )
+                    ).one()
+                ),
+            ]
+            return found
+
+    assert await rows_of("core") == await rows_of("driver")
+    assert ("mi ID es [number]", "forgot-password", "es", MONDAY_MORNING) in await rows_of("driver")

@@ -7,7 +7,9 @@ work. So on SQLite these statements run straight on the turn's sqlite3 connectio
 SQLAlchemy opened for the turn's transaction (flows still get an ORM session on it): same transaction, same
 statements (compiled once from the repository's own SQLAlchemy statements, with SQLAlchemy's own conversion
 of each parameter), same busy handling, and driver errors raised as SQLAlchemy's so the engine classifies
-them as before. On PostgreSQL the repository's functions run as they are.
+them as before. On PostgreSQL they run on the turn's asyncpg connection in the same way, once the
+turn's first statement, through SQLAlchemy, has begun the transaction. The statements are written once
+(``Bookkeeping``); only how one statement runs differs with the driver.
 """
 
 from __future__ import annotations
@@ -72,16 +74,16 @@ class Statement:
 
 @dataclass(frozen=True, slots=True)
 class TurnStatements:
-    """The statements of a turn's bookkeeping, from ``bot.registry.repo`` (the objects it runs itself)."""
+    """The statements of a turn's bookkeeping, compiled from the repository's SQLAlchemy statements."""
 
-    claim: Statement  # repo.claim_delivery
-    load: Statement  # repo.load_conversation: the conversation and its member
-    create: Statement  # repo.load_conversation: on first contact
-    answer: Statement  # repo.record_answer
-    gap: Statement  # repo.record_unanswered
-    keep: Statement  # repo.keep_replies
-    transcript: Statement  # repo.add_transcript (one executemany)
-    save: Statement  # repo.save_conversation
+    claim: Statement  # Bookkeeping.claim_delivery (as repo.claim_delivery, which the help desk uses)
+    load: Statement  # Bookkeeping.load_conversation: the conversation and its member
+    create: Statement  # Bookkeeping.load_conversation: on first contact
+    answer: Statement  # Bookkeeping.record_answer
+    gap: Statement  # Bookkeeping.record_unanswered
+    keep: Statement  # Bookkeeping.keep_replies
+    transcript: Statement  # Bookkeeping.add_transcript (one executemany)
+    save: Statement  # Bookkeeping.save_conversation
 
     @classmethod
     def for_dialect(cls, dialect: Dialect) -> TurnStatements:
@@ -117,13 +119,37 @@ class TurnStatements:
 
 
 SQLITE_STATEMENTS = TurnStatements.for_dialect(SQLiteDialect_aiosqlite())
+_POSTGRES: Dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
+POSTGRES_STATEMENTS = TurnStatements.for_dialect(_POSTGRES)
+
+
+@functools.cache
+def _statements_for(dialect: Dialect) -> TurnStatements:
+    return TurnStatements.for_dialect(dialect)
 
 
 class Bookkeeping:
-    """A turn's bookkeeping on its connection, through SQLAlchemy Core (the repository's functions)."""
+    """A turn's bookkeeping on its connection, in its transaction. The statements are written once here;
+    how one statement runs is ``_one`` (a row back), ``_run`` (how many rows it changed) and ``_many``:
+    through SQLAlchemy here, straight through the driver in the subclasses."""
 
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: AsyncConnection, statements: TurnStatements | None = None) -> None:
         self.connection = connection
+        self.statements = statements or _statements_for(connection.dialect)
+
+    # -- how a statement runs: through SQLAlchemy ------------------------------------------------------------
+
+    async def _one(self, statement: Statement, values: Mapping[str, Any]) -> Sequence[Any] | None:
+        result = await self.connection.exec_driver_sql(statement.sql, tuple(statement.args(values)))
+        row: Sequence[Any] | None = result.fetchone()
+        return row
+
+    async def _run(self, statement: Statement, values: Mapping[str, Any]) -> int:
+        result = await self.connection.exec_driver_sql(statement.sql, tuple(statement.args(values)))
+        return int(result.rowcount)
+
+    async def _many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
+        await self.connection.exec_driver_sql(statement.sql, [tuple(statement.args(row)) for row in rows])
 
     def _announce(self, statement: Statement, parameters: Any, *, many: bool = False) -> None:
         """Tell the engine's ``before_cursor_execute`` listeners (a bench counting statements) about a
@@ -132,90 +158,26 @@ class Bookkeeping:
         if sync is not None and (sync._has_events or sync.engine._has_events):
             sync.dispatch.before_cursor_execute(sync, None, statement.sql, parameters, None, many)
 
+    # -- the bookkeeping ------------------------------------------------------------------------------------
+
     async def claim_delivery(self, *, channel: str, delivery_id: str, now: datetime) -> bool:
-        return await repo.claim_delivery(self.connection, channel=channel, delivery_id=delivery_id, now=now)
+        """Record a delivery id; False when it was processed before (a redelivery changes nothing).
+
+        One ``INSERT ... ON CONFLICT DO NOTHING``: a concurrent claim of the same id waits for the first
+        transaction, then inserts nothing."""
+        values = {"channel": channel, "delivery_id": delivery_id, "processed_at": now}
+        return await self._run(self.statements.claim, values) > 0
 
     async def load_conversation(
         self, *, channel: str, user_id: str, registry: str, language: str, now: datetime
     ) -> tuple[ConversationState, VerifiedMember | None]:
-        return await repo.load_conversation(
-            self.connection, channel=channel, user_id=user_id, registry=registry, language=language, now=now
-        )
-
-    async def record_answer(
-        self, *, conversation_id: int, registry: str, topic: str, language: str, question: str, now: datetime
-    ) -> int:
-        return await repo.record_answer(
-            self.connection,
-            conversation_id=conversation_id,
-            registry=registry,
-            topic=topic,
-            language=language,
-            question=question,
-            now=now,
-        )
-
-    async def record_unanswered(
-        self,
-        *,
-        conversation_id: int,
-        registry: str,
-        text: str,
-        language: str,
-        now: datetime,
-        kind: str = "unknown",
-        topic: str | None = None,
-    ) -> None:
-        await repo.record_unanswered(
-            self.connection,
-            conversation_id=conversation_id,
-            registry=registry,
-            text=text,
-            language=language,
-            now=now,
-            kind=kind,
-            topic=topic,
-        )
-
-    async def keep_replies(self, *, channel: str, delivery_id: str, replies: str) -> None:
-        await repo.keep_replies(self.connection, channel=channel, delivery_id=delivery_id, replies=replies)
-
-    async def add_transcript(
-        self, *, conversation_id: int, entries: Sequence[tuple[str, str]], now: datetime
-    ) -> None:
-        await repo.add_transcript(self.connection, conversation_id=conversation_id, entries=entries, now=now)
-
-    async def save_conversation(
-        self, conversation_id: int, *, state: dict[str, Any], language: str, now: datetime
-    ) -> None:
-        await repo.save_conversation(
-            self.connection, conversation_id, state=state, language=language, now=now
-        )
-
-
-class DriverBookkeeping(Bookkeeping):
-    """The bookkeeping straight on the driver's connection, written once for both drivers: each says how
-    to run one of ``statements`` (``_one``, ``_run``, ``_many``)."""
-
-    statements: TurnStatements
-
-    async def _one(self, statement: Statement, values: Mapping[str, Any]) -> Sequence[Any] | None:
-        raise NotImplementedError
-
-    async def _run(self, statement: Statement, values: Mapping[str, Any]) -> None:
-        raise NotImplementedError
-
-    async def _many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
-        raise NotImplementedError
-
-    async def load_conversation(
-        self, *, channel: str, user_id: str, registry: str, language: str, now: datetime
-    ) -> tuple[ConversationState, VerifiedMember | None]:
+        """The conversation on this channel, locked for this turn (created on first contact), and the
+        member the chat account is linked to, or None."""
         chat = {"channel": channel, "user_id": user_id}
         found = await self._one(self.statements.load, chat)
         if found is None:
-            values = repo.new_conversation_row(chat, registry=registry, language=language, now=now)
-            created = await self._one(self.statements.create, values)
+            values = {**chat, "registry": registry, "language": language, "state": {}}
+            created = await self._one(self.statements.create, values | {"created_at": now, "updated_at": now})
             if created is not None:
                 return ConversationState(int(created[0]), {}), None
             found = await self._one(self.statements.load, chat)  # made meanwhile by another process
@@ -226,14 +188,16 @@ class DriverBookkeeping(Bookkeeping):
     async def record_answer(
         self, *, conversation_id: int, registry: str, topic: str, language: str, question: str, now: datetime
     ) -> int:
-        row = repo.answer_row(
-            conversation_id=conversation_id,
-            registry=registry,
-            topic=topic,
-            language=language,
-            question=question,
-            now=now,
-        )
+        """Keep that article ``topic`` answered ``question`` (masked) in ``language``; returns the row the
+        member's 👍 or 👎 is written to."""
+        row = {
+            "conversation_id": conversation_id,
+            "registry": registry,
+            "topic": topic,
+            "language": language,
+            "question": repo.mask_personal(question),
+            "created_at": now,
+        }
         created = await self._one(self.statements.answer, row)
         assert created is not None
         return int(created[0])
@@ -249,41 +213,48 @@ class DriverBookkeeping(Bookkeeping):
         kind: str = "unknown",
         topic: str | None = None,
     ) -> None:
-        row = repo.gap_row(
-            conversation_id=conversation_id,
-            registry=registry,
-            text=text,
-            language=language,
-            now=now,
-            kind=kind,
-            topic=topic,
-        )
+        """Keep a content gap (a question declined, asked back about, or whose answer ``topic`` got a 👎)
+        for staff to review, without the e-mail addresses and numbers a member may have typed in it."""
+        row = {
+            "conversation_id": conversation_id,
+            "registry": registry,
+            "language": language,
+            "text": repo.mask_personal(text),
+            "created_at": now,
+            "kind": kind,
+            "topic": topic,
+        }
         await self._run(self.statements.gap, row)
 
     async def keep_replies(self, *, channel: str, delivery_id: str, replies: str) -> None:
+        """Keep the replies (JSON) a delivery got, with the delivery's claim."""
         values = {"b_channel": channel, "b_delivery_id": delivery_id, "b_replies": replies}
         await self._run(self.statements.keep, values)
 
     async def add_transcript(
         self, *, conversation_id: int, entries: Sequence[tuple[str, str]], now: datetime
     ) -> None:
-        if entries:
-            await self._many(self.statements.transcript, repo.transcript_rows(conversation_id, entries, now))
+        """Append ``(direction, text)`` entries to the conversation's transcript in one statement."""
+        rows = [
+            {"conversation_id": conversation_id, "direction": direction, "text": text, "created_at": now}
+            for direction, text in entries
+        ]
+        if rows:
+            await self._many(self.statements.transcript, rows)
 
     async def save_conversation(
         self, conversation_id: int, *, state: dict[str, Any], language: str, now: datetime
     ) -> None:
+        """Store the state and language the turn ends with."""
         values = {"conversation_id": conversation_id, "state": state, "language": language, "updated_at": now}
         await self._run(self.statements.save, values)
 
 
-class SqliteBookkeeping(DriverBookkeeping):
+class SqliteBookkeeping(Bookkeeping):
     """The bookkeeping straight on the turn's sqlite3 connection (see the module's docstring)."""
 
-    statements = SQLITE_STATEMENTS
-
     def __init__(self, connection: AsyncConnection, sqlite: sqlite3.Connection, timeout: float) -> None:
-        super().__init__(connection)
+        super().__init__(connection, SQLITE_STATEMENTS)
         self._sqlite = sqlite
         self._timeout = timeout
 
@@ -291,7 +262,14 @@ class SqliteBookkeeping(DriverBookkeeping):
         try:
             cursor: sqlite3.Cursor = await retry_busy(call, self._timeout, self._sqlite)
         except sqlite3.Error as error:
-            raise _as_sqlalchemy(statement, error) from None
+            raise DBAPIError.instance(
+                statement.sql,
+                None,
+                error,
+                sqlite3.Error,
+                hide_parameters=True,
+                dialect=self.connection.dialect,
+            ) from None
         return cursor
 
     async def _execute(self, statement: Statement, values: Mapping[str, Any]) -> sqlite3.Cursor:
@@ -303,75 +281,58 @@ class SqliteBookkeeping(DriverBookkeeping):
         row: Sequence[Any] | None = (await self._execute(statement, values)).fetchone()
         return row
 
-    async def _run(self, statement: Statement, values: Mapping[str, Any]) -> None:
-        await self._execute(statement, values)
+    async def _run(self, statement: Statement, values: Mapping[str, Any]) -> int:
+        return (await self._execute(statement, values)).rowcount
 
     async def _many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
         args = [statement.args(row) for row in rows]
         self._announce(statement, args, many=True)
         await self._cursor(statement, lambda: self._sqlite.executemany(statement.sql, args))
 
-    async def claim_delivery(self, *, channel: str, delivery_id: str, now: datetime) -> bool:
-        values = {"channel": channel, "delivery_id": delivery_id, "processed_at": now}
-        return (await self._execute(SQLITE_STATEMENTS.claim, values)).rowcount > 0
 
-
-_POSTGRES: Dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
-POSTGRES_STATEMENTS = TurnStatements.for_dialect(_POSTGRES)
-
-
-class PostgresBookkeeping(DriverBookkeeping):
+class PostgresBookkeeping(Bookkeeping):
     """The bookkeeping straight on the turn's asyncpg connection, once SQLAlchemy has begun the
-    transaction on it (the delivery is claimed through SQLAlchemy: that begins it)."""
-
-    statements = POSTGRES_STATEMENTS
+    transaction on it: the turn's first statement goes through SQLAlchemy, which begins it."""
 
     def __init__(self, connection: AsyncConnection, driver: Any) -> None:
-        super().__init__(connection)
+        super().__init__(connection, POSTGRES_STATEMENTS)
         self._driver = driver
         self._begun = False
 
-    async def _call(self, statement: Statement, method: str, args: Any) -> Any:
-        if not self._begun:  # never outside the turn's transaction
-            raise RuntimeError("the delivery must be claimed first: it begins the transaction")
-        self._announce(statement, args, many=method == "executemany")
-        call = getattr(self._driver, method)
+    async def _call(self, statement: Statement, method: str, *args: Any) -> Any:
+        self._announce(statement, args[0] if method == "executemany" else args, many=method == "executemany")
         try:
-            return await (
-                call(statement.sql, args) if method == "executemany" else call(statement.sql, *args)
-            )
+            return await getattr(self._driver, method)(statement.sql, *args)
         except _asyncpg_errors() as error:
             raise DBAPIError.instance(
                 statement.sql, None, error, Exception, hide_parameters=True, dialect=_POSTGRES
             ) from None
 
     async def _one(self, statement: Statement, values: Mapping[str, Any]) -> Sequence[Any] | None:
-        row: Sequence[Any] | None = await self._call(statement, "fetchrow", statement.args(values))
+        if not self._begun:
+            self._begun = True
+            return await super()._one(statement, values)
+        row: Sequence[Any] | None = await self._call(statement, "fetchrow", *statement.args(values))
         return row
 
-    async def _run(self, statement: Statement, values: Mapping[str, Any]) -> None:
-        await self._call(statement, "execute", statement.args(values))
+    async def _run(self, statement: Statement, values: Mapping[str, Any]) -> int:
+        if not self._begun:
+            self._begun = True
+            return await super()._run(statement, values)
+        status = await self._call(statement, "execute", *statement.args(values))
+        return int(str(status).rsplit(" ", 1)[-1])  # "INSERT 0 1", "UPDATE 1"
 
     async def _many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not self._begun:
+            self._begun = True
+            await super()._many(statement, rows)
+            return
         await self._call(statement, "executemany", [statement.args(row) for row in rows])
-
-    async def claim_delivery(self, *, channel: str, delivery_id: str, now: datetime) -> bool:
-        claimed = await super().claim_delivery(channel=channel, delivery_id=delivery_id, now=now)
-        self._begun = True
-        return claimed
-
-
-def _as_sqlalchemy(statement: Statement, error: sqlite3.Error) -> Exception:
-    """A driver error as SQLAlchemy raises it (``OperationalError`` for a locked database, ...), without
-    the parameters (they hold members' words): the engine tells such errors apart as it always has."""
-    return DBAPIError.instance(
-        statement.sql, None, error, sqlite3.Error, hide_parameters=True, dialect=SQLiteDialect_aiosqlite()
-    )
 
 
 async def bookkeeping(connection: AsyncConnection) -> Bookkeeping:
-    """The bookkeeping of a turn on ``connection`` (in its transaction): on the sqlite3 connection itself
-    when the database is SQLite, through the repository's functions otherwise."""
+    """The bookkeeping of a turn on ``connection`` (in its transaction): straight on the sqlite3 or asyncpg
+    connection itself when it is one of those, through SQLAlchemy otherwise."""
     if connection.dialect.name == "sqlite":
         raw = await connection.get_raw_connection()
         driver = raw.driver_connection

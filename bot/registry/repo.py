@@ -174,12 +174,6 @@ async def stored_replies(db: Database, *, channel: str, delivery_id: str) -> str
     return found.scalar_one_or_none()
 
 
-async def keep_replies(db: Database, *, channel: str, delivery_id: str, replies: str) -> None:
-    """Keep the replies (JSON) a delivery got, with the delivery's claim, in the turn's transaction."""
-    values = {"b_channel": channel, "b_delivery_id": delivery_id, "b_replies": replies}
-    await db.execute(_KEEP_REPLIES, values)
-
-
 @functools.cache
 def _count_hit(dialect: str) -> Executable:
     make_insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
@@ -256,79 +250,12 @@ class ConversationState:
     state: dict[str, Any]
 
 
-async def load_conversation(
-    db: Database, *, channel: str, user_id: str, registry: str, language: str, now: datetime
-) -> tuple[ConversationState, VerifiedMember | None]:
-    """The conversation on this channel, locked for this turn (created on first contact), and the member
-    the chat account is linked to, or None.
-
-    Core statements, no ORM objects: a turn then has nothing to flush, and reading a row costs little.
-    """
-    chat = {"channel": channel, "user_id": user_id}
-    found = (await db.execute(_CONVERSATION_AND_MEMBER, chat)).one_or_none()
-    if found is not None:
-        return _conversation_and_member(found)
-    values = new_conversation_row(chat, registry=registry, language=language, now=now)
-    statement = _insert_ignoring_conflicts(_dialect(db), Conversation.__tablename__, returning="id")
-    created = (await db.execute(statement, values)).scalar_one_or_none()
-    if created is None:  # created meanwhile by another process: take theirs
-        return _conversation_and_member((await db.execute(_CONVERSATION_AND_MEMBER, chat)).one())
-    return ConversationState(created, {}), None
-
-
-def new_conversation_row(
-    chat: dict[str, str], *, registry: str, language: str, now: datetime
-) -> dict[str, Any]:
-    """The values of a conversation's row on first contact (``chat``: its channel and user id)."""
-    return {
-        **chat,
-        "registry": registry,
-        "language": language,
-        "state": {},
-        "created_at": now,
-        "updated_at": now,
-    }
-
-
-def transcript_rows(
-    conversation_id: int, entries: Sequence[tuple[str, str]], now: datetime
-) -> list[dict[str, Any]]:
-    """The rows of ``(direction, text)`` transcript entries (``add_transcript``)."""
-    return [
-        {"conversation_id": conversation_id, "direction": direction, "text": text, "created_at": now}
-        for direction, text in entries
-    ]
-
-
 async def conversation_language(db: Database, *, channel: str, user_id: str) -> str | None:
     """The language a chat user's conversation is in, or None before their first message."""
     query = select(_CONVERSATIONS.c.language).where(
         _CONVERSATIONS.c.channel == channel, _CONVERSATIONS.c.user_id == user_id
     )
     return (await db.execute(query)).scalar_one_or_none()
-
-
-def _conversation_and_member(row: Sequence[Any]) -> tuple[ConversationState, VerifiedMember | None]:
-    """A row of ``_CONVERSATION_AND_MEMBER``: the conversation's id and state, then the member's columns."""
-    return ConversationState(row[0], row[1] or {}), VerifiedMember.from_row(row[2:])
-
-
-async def save_conversation(
-    db: Database, conversation_id: int, *, state: dict[str, Any], language: str, now: datetime
-) -> None:
-    """Store the state and language a turn ends with."""
-    await db.execute(
-        _SAVE_CONVERSATION,
-        {"conversation_id": conversation_id, "state": state, "language": language, "updated_at": now},
-    )
-
-
-async def add_transcript(
-    db: Database, *, conversation_id: int, entries: Sequence[tuple[str, str]], now: datetime
-) -> None:
-    """Append ``(direction, text)`` entries to a conversation's transcript in one statement."""
-    if entries:
-        await db.execute(_INSERT_TRANSCRIPT, transcript_rows(conversation_id, entries, now))
 
 
 async def add_transcript_entry(
@@ -365,90 +292,6 @@ def mask_personal(text: str) -> str:
         return "[number]" if digits >= _MIN_PERSONAL_DIGITS else match[0]
 
     return _NUMBER_IN_TEXT.sub(number, text)
-
-
-async def record_unanswered(
-    db: Database,
-    *,
-    conversation_id: int,
-    registry: str,
-    text: str,
-    language: str,
-    now: datetime,
-    kind: str = "unknown",
-    topic: str | None = None,
-) -> None:
-    """Keep a content gap (a question declined, asked back about, or whose answer ``topic`` got a 👎) for
-    staff to review, without the e-mail addresses and numbers a member may have typed in it."""
-    row = gap_row(
-        conversation_id=conversation_id,
-        registry=registry,
-        text=text,
-        language=language,
-        now=now,
-        kind=kind,
-        topic=topic,
-    )
-    await db.execute(_INSERT_UNANSWERED, row)
-
-
-def gap_row(
-    *,
-    conversation_id: int,
-    registry: str,
-    text: str,
-    language: str,
-    now: datetime,
-    kind: str = "unknown",
-    topic: str | None = None,
-) -> dict[str, Any]:
-    """The values of a content gap's row (``record_unanswered``), the member's words masked."""
-    return {
-        "conversation_id": conversation_id,
-        "registry": registry,
-        "language": language,
-        "text": mask_personal(text),
-        "created_at": now,
-        "kind": kind,
-        "topic": topic,
-    }
-
-
-async def record_answer(
-    db: Database,
-    *,
-    conversation_id: int,
-    registry: str,
-    topic: str,
-    language: str,
-    question: str,
-    now: datetime,
-) -> int:
-    """Keep that article ``topic`` answered ``question`` (masked) in ``language``; returns the row the
-    member's 👍 or 👎 is written to."""
-    row = answer_row(
-        conversation_id=conversation_id,
-        registry=registry,
-        topic=topic,
-        language=language,
-        question=question,
-        now=now,
-    )
-    return int((await db.execute(_INSERT_ANSWER, row)).scalar_one())
-
-
-def answer_row(
-    *, conversation_id: int, registry: str, topic: str, language: str, question: str, now: datetime
-) -> dict[str, Any]:
-    """The values of an answer's row (``record_answer``), the member's question masked."""
-    return {
-        "conversation_id": conversation_id,
-        "registry": registry,
-        "topic": topic,
-        "language": language,
-        "question": mask_personal(question),
-        "created_at": now,
-    }
 
 
 @dataclass(frozen=True, slots=True)
