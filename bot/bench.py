@@ -109,6 +109,7 @@ class Phase:
 
     latencies: dict[str, list[float]] = field(default_factory=lambda: {"article": [], "flow": []})
     statements: int = 0
+    counted_turns: int | None = None  # the turns ``statements`` were counted over, when not these
     errors: int = 0
     flows_completed: int = 0
     elapsed: float = 0.0
@@ -116,13 +117,14 @@ class Phase:
     def block(self, kinds: tuple[str, ...]) -> dict[str, Any]:
         samples = sorted(itertools.chain.from_iterable(self.latencies[k] for k in kinds))
         turns = len(samples)
+        counted = turns if self.counted_turns is None else self.counted_turns
         out: dict[str, Any] = {
             "turns_per_s": round(turns / self.elapsed, 1) if self.elapsed else 0.0,
             "p50_ms": _percentile(samples, 0.50),
             "p95_ms": _percentile(samples, 0.95),
             "p99_ms": _percentile(samples, 0.99),
             "turns": turns,
-            "statements_per_turn": round(self.statements / turns, 2) if turns else 0.0,
+            "statements_per_turn": round(self.statements / counted, 2) if counted else 0.0,
             "errors": self.errors,
         }
         if "flow" in kinds:
@@ -344,7 +346,10 @@ class Members:
 
 
 class Harness(Members):
-    """Drives the engine: counts statements, times turns, reads codes from the outbox on the side."""
+    """Drives the engine: times turns, counts their statements, reads codes from the outbox on the side.
+
+    Statements are counted in a short pass of their own before each timed phase: a listener told of every
+    statement would slow the timed turns, and the limit's turns have none."""
 
     def __init__(self, app: App, inspector: AsyncEngine, pool: Pool, options: Options) -> None:
         super().__init__(options, options.concurrency or (1 if app.database.dialect.name == "sqlite" else 4))
@@ -353,14 +358,24 @@ class Harness(Members):
         self.pool = pool
         #: what the engine answered to each article question (for the limit turns, see ``bench_limit``)
         self.answers: dict[str, list[Reply]] = {}
-        event.listen(app.database.sync_engine, "before_cursor_execute", self._count)
 
     def _count(self, *_args: Any) -> None:
         if self.recording:
             self.phase.statements += 1
 
-    def close(self) -> None:
-        event.remove(self.app.database.sync_engine, "before_cursor_execute", self._count)
+    async def run(self, mode: str, seconds: float, questions: list[Question], *, record: bool) -> Phase:
+        if not record:
+            return await super().run(mode, seconds, questions, record=False)
+        database = self.app.database.sync_engine
+        event.listen(database, "before_cursor_execute", self._count)
+        try:
+            counting = await super().run(mode, min(1.0, seconds / 4), questions, record=True)
+        finally:
+            event.remove(database, "before_cursor_execute", self._count)
+        phase = await super().run(mode, seconds, questions, record=True)
+        phase.statements = counting.statements
+        phase.counted_turns = sum(len(times) for times in counting.latencies.values())
+        return phase
 
     async def turn(
         self,
@@ -559,7 +574,6 @@ async def bench_database(
         settings.model_copy(update={"database_url": url, "database_schema": schema}), registry=registry
     )
     inspector = make_engine(url, schema=schema)
-    harness: Harness | None = None
     try:
         await app.migrate()
         await app.seed_demo()
@@ -583,8 +597,6 @@ async def bench_database(
         }
         return out
     finally:
-        if harness is not None:
-            harness.close()
         await inspector.dispose()
         await app.close()
 

@@ -34,7 +34,7 @@ from bot.language import detect_language, language_evidence
 from bot.messages import Inbound, Reply, replies_from_json, replies_to_json
 from bot.metrics import Metrics
 from bot.registry import repo
-from bot.registry.plain import bookkeeping
+from bot.registry.plain import turn_transaction
 from bot.registry.session import unavailable
 from bot.render import render_for
 from bot.router import Router
@@ -218,9 +218,13 @@ class Engine:
         limit = self.settings.client_rate_limit_per_minute
         if limit <= 0 or not inbound.client:
             return "ok"
-        async with self.database.begin() as connection:
+        async with turn_transaction(self.database) as transaction:
             hits, _ = await repo.count_hit(
-                connection, kind="messages", value=inbound.client, window=RATE_WINDOW, now=self.clock()
+                transaction.connection,
+                kind="messages",
+                value=inbound.client,
+                window=RATE_WINDOW,
+                now=self.clock(),
             )
         if hits <= limit:
             return "ok"
@@ -257,16 +261,16 @@ class Engine:
         self.models.refresh()  # a model trained or rolled back since the last turn answers from this one on
         now = self.clock()
         text = inbound.text[:MAX_TEXT]
-        # Core statements on one connection; flows that need the ORM get a session in the same transaction
-        async with self.database.begin() as connection:
-            books = await bookkeeping(connection)
+        # one transaction on one connection; flows that need Core or the ORM get them in the same transaction
+        async with turn_transaction(self.database) as transaction:
+            books = transaction.books
             delivery = {"channel": inbound.channel, "delivery_id": inbound.delivery_id}
             if not await books.claim_delivery(**delivery, now=now):
                 logger.info("duplicate delivery: its replies given again", extra={"channel": inbound.channel})
                 self._count(inbound.channel, "duplicate", time.perf_counter() - started)
-                kept = await repo.stored_replies(connection, **delivery)
+                kept = await repo.stored_replies(transaction.connection, **delivery)
                 lang = await repo.conversation_language(
-                    connection, channel=inbound.channel, user_id=inbound.user_id
+                    transaction.connection, channel=inbound.channel, user_id=inbound.user_id
                 )
                 return TurnResult(
                     replies_from_json(kept) if kept else [], lang or self.profile.default_language, True
@@ -286,8 +290,7 @@ class Engine:
                 now=now,
                 lang=state.get("lang") or initial,
                 lang_explicit=bool(state.get("lang_explicit")),
-                connection=connection,
-                books=books,
+                transaction=transaction,
                 conversation_id=conversation.id,
                 member=member,
                 answer=text.strip(),
@@ -305,7 +308,11 @@ class Engine:
             if await self._with_staff(turn, inbound):
                 # a person has this conversation: the member's words go to them, and the assistant is quiet
                 entry_id = await repo.add_transcript_entry(
-                    connection, conversation_id=conversation.id, direction="in", text=said, now=now
+                    transaction.connection,
+                    conversation_id=conversation.id,
+                    direction="in",
+                    text=said,
+                    now=now,
                 )
                 transcript.clear()
                 turn.events.append(("member_message", entry_id))

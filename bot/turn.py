@@ -18,7 +18,7 @@ from bot.render import render_for
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-    from bot.registry.plain import Bookkeeping
+    from bot.registry.plain import Bookkeeping, TurnTransaction
     from bot.registry.repo import VerifiedMember
 
 
@@ -30,10 +30,8 @@ class Turn:
     profile: Profile
     now: datetime
     lang: str
-    #: the turn's transaction, for Core statements (the engine's own bookkeeping); it commits the turn
-    connection: AsyncConnection
-    #: the turn's own statements (claim, conversation, answers, gaps, transcript), in the same transaction
-    books: Bookkeeping
+    #: the turn's one transaction: its own statements (``books``), and a connection for Core and the ORM
+    transaction: TurnTransaction
     conversation_id: int
     member: VerifiedMember | None = None  # the member this chat account is verified as
     answer: str = ""  # the text, or the value of the button pressed for the current question
@@ -50,6 +48,16 @@ class Turn:
     #: how many of the message's files were kept (a channel tells the member which were not)
     files_kept: int = field(default=0, init=False)
     _session: AsyncSession | None = field(default=None, init=False, repr=False)
+
+    @property
+    def books(self) -> Bookkeeping:
+        """The turn's own statements (claim, conversation, answers, gaps, transcript)."""
+        return self.transaction.books
+
+    @property
+    def connection(self) -> AsyncConnection:
+        """The turn's connection for Core statements, in its transaction (made when first asked for)."""
+        return self.transaction.connection
 
     @property
     def session(self) -> AsyncSession:

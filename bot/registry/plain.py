@@ -1,4 +1,9 @@
-"""The statements every turn runs, through the database driver itself where that is cheaper.
+"""A turn's transaction, and the statements every turn runs: through the driver where that is cheaper.
+
+A turn is one transaction on one pooled connection, run as synchronous Core (``turn_transaction``): taking
+the connection and beginning cost one hop into SQLAlchemy's greenlet, committing and giving it back one
+more, where ``AsyncEngine.begin`` spends a hop on each step. An ``AsyncConnection`` on the same connection,
+in the same transaction, is made only when a flow asks for one (for Core or the ORM).
 
 A turn's bookkeeping (claim the delivery, load the conversation and its member, keep the answer, the
 replies, the transcript and the state) is a handful of small statements. Through SQLAlchemy's asyncio layer
@@ -14,10 +19,12 @@ turn's first statement, through SQLAlchemy, has begun the transaction. The state
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import json
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,9 +32,10 @@ from typing import Any
 from sqlalchemy import Executable
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.util import greenlet_spawn
 
 from bot.registry import repo
 from bot.registry.inline_sqlite import InlineConnection, retry_busy
@@ -133,29 +141,32 @@ class Bookkeeping:
     how one statement runs is ``_one`` (a row back), ``_run`` (how many rows it changed) and ``_many``:
     through SQLAlchemy here, straight through the driver in the subclasses."""
 
-    def __init__(self, connection: AsyncConnection, statements: TurnStatements | None = None) -> None:
-        self.connection = connection
+    def __init__(self, connection: Connection, statements: TurnStatements | None = None) -> None:
+        self.connection = connection  # the turn's, as synchronous Core (see ``turn_transaction``)
         self.statements = statements or _statements_for(connection.dialect)
 
     # -- how a statement runs: through SQLAlchemy ------------------------------------------------------------
 
     async def _one(self, statement: Statement, values: Mapping[str, Any]) -> Sequence[Any] | None:
-        result = await self.connection.exec_driver_sql(statement.sql, tuple(statement.args(values)))
-        row: Sequence[Any] | None = result.fetchone()
+        sql, args = statement.sql, tuple(statement.args(values))
+        result = await greenlet_spawn(self.connection.exec_driver_sql, sql, args)
+        row: Sequence[Any] | None = result.fetchone()  # the driver's rows are buffered: no hop to read them
         return row
 
     async def _run(self, statement: Statement, values: Mapping[str, Any]) -> int:
-        result = await self.connection.exec_driver_sql(statement.sql, tuple(statement.args(values)))
+        sql, args = statement.sql, tuple(statement.args(values))
+        result = await greenlet_spawn(self.connection.exec_driver_sql, sql, args)
         return int(result.rowcount)
 
     async def _many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
-        await self.connection.exec_driver_sql(statement.sql, [tuple(statement.args(row)) for row in rows])
+        args = [tuple(statement.args(row)) for row in rows]
+        await greenlet_spawn(self.connection.exec_driver_sql, statement.sql, args)
 
     def _announce(self, statement: Statement, parameters: Any, *, many: bool = False) -> None:
         """Tell the engine's ``before_cursor_execute`` listeners (a bench counting statements) about a
         statement sent to the driver directly, as SQLAlchemy tells them about its own."""
-        sync = self.connection.sync_connection
-        if sync is not None and (sync._has_events or sync.engine._has_events):
+        sync = self.connection
+        if sync._has_events or sync.engine._has_events:
             sync.dispatch.before_cursor_execute(sync, None, statement.sql, parameters, None, many)
 
     # -- the bookkeeping ------------------------------------------------------------------------------------
@@ -253,7 +264,7 @@ class Bookkeeping:
 class SqliteBookkeeping(Bookkeeping):
     """The bookkeeping straight on the turn's sqlite3 connection (see the module's docstring)."""
 
-    def __init__(self, connection: AsyncConnection, sqlite: sqlite3.Connection, timeout: float) -> None:
+    def __init__(self, connection: Connection, sqlite: sqlite3.Connection, timeout: float) -> None:
         super().__init__(connection, SQLITE_STATEMENTS)
         self._sqlite = sqlite
         self._timeout = timeout
@@ -294,7 +305,7 @@ class PostgresBookkeeping(Bookkeeping):
     """The bookkeeping straight on the turn's asyncpg connection, once SQLAlchemy has begun the
     transaction on it: the turn's first statement goes through SQLAlchemy, which begins it."""
 
-    def __init__(self, connection: AsyncConnection, driver: Any) -> None:
+    def __init__(self, connection: Connection, driver: Any) -> None:
         super().__init__(connection, POSTGRES_STATEMENTS)
         self._driver = driver
         self._begun = False
@@ -330,15 +341,66 @@ class PostgresBookkeeping(Bookkeeping):
         await self._call(statement, "executemany", [statement.args(row) for row in rows])
 
 
-async def bookkeeping(connection: AsyncConnection) -> Bookkeeping:
+def bookkeeping(connection: Connection) -> Bookkeeping:
     """The bookkeeping of a turn on ``connection`` (in its transaction): straight on the sqlite3 or asyncpg
     connection itself when it is one of those, through SQLAlchemy otherwise."""
-    if connection.dialect.name == "sqlite":
-        raw = await connection.get_raw_connection()
-        driver = raw.driver_connection
+    dialect = connection.dialect
+    if dialect.name == "sqlite":
+        driver = connection.connection.driver_connection
         if isinstance(driver, InlineConnection):
             return SqliteBookkeeping(connection, driver.sqlite, driver.timeout)
-    elif connection.dialect.name == "postgresql" and connection.dialect.driver == "asyncpg":
-        raw = await connection.get_raw_connection()
-        return PostgresBookkeeping(connection, raw.driver_connection)
+    elif dialect.name == "postgresql" and dialect.driver == "asyncpg":
+        return PostgresBookkeeping(connection, connection.connection.driver_connection)
     return Bookkeeping(connection)
+
+
+class TurnTransaction:
+    """One turn's transaction: its bookkeeping, and its connection for SQLAlchemy when a flow needs one."""
+
+    def __init__(self, database: AsyncEngine, connection: Connection) -> None:
+        self.database = database
+        self.sync = connection
+        self.books = bookkeeping(connection)
+        self._connection: AsyncConnection | None = None
+
+    @property
+    def connection(self) -> AsyncConnection:
+        """The turn's connection for Core statements and ORM sessions, made when first asked for: the same
+        pooled connection, in the same transaction, committed with the turn."""
+        if self._connection is None:
+            self._connection = AsyncConnection(self.database, self.sync)
+        return self._connection
+
+
+def _connect_and_begin(engine: Engine) -> Connection:
+    connection = engine.connect()
+    try:
+        connection.begin()
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _commit_and_close(connection: Connection) -> None:
+    try:
+        connection.commit()
+    finally:
+        connection.close()
+
+
+@contextlib.asynccontextmanager
+async def turn_transaction(database: AsyncEngine) -> AsyncIterator[TurnTransaction]:
+    """A turn's one transaction on a connection from ``database``'s pool: committed when the block ends,
+    rolled back when it raises (the connection goes back to the pool either way; errors are SQLAlchemy's,
+    as from ``AsyncEngine.begin``)."""
+    connection = await greenlet_spawn(_connect_and_begin, database.sync_engine)
+    try:
+        yield TurnTransaction(database, connection)
+    except BaseException:
+        # rolls back and gives the connection back, even when the turn was cancelled (a timeout); a
+        # connection that cannot say so is let go by the pool, and the turn's own error is the one raised
+        with contextlib.suppress(Exception):
+            await asyncio.shield(greenlet_spawn(connection.close))
+        raise
+    await greenlet_spawn(_commit_and_close, connection)
