@@ -34,7 +34,7 @@ from bot.language import detect_language, language_evidence
 from bot.messages import Inbound, Reply, replies_from_json, replies_to_json
 from bot.metrics import Metrics
 from bot.registry import repo
-from bot.registry.plain import turn_transaction
+from bot.registry.plain import TurnConnections
 from bot.registry.session import unavailable
 from bot.render import render_for
 from bot.router import Router
@@ -115,6 +115,7 @@ class Engine:
         self.settings = settings
         self.profile = profile
         self.database = database
+        self.turns = TurnConnections(database)  # each turn's transaction, on connections kept between turns
         self.knowledge = knowledge
         self.models = models  # read again at the start of a turn when a file changed
         self.flows = FLOWS if flows is None else flows
@@ -218,7 +219,7 @@ class Engine:
         limit = self.settings.client_rate_limit_per_minute
         if limit <= 0 or not inbound.client:
             return "ok"
-        async with turn_transaction(self.database) as transaction:
+        async with self.turns.transaction(self.database) as transaction:
             hits, _ = await repo.count_hit(
                 transaction.connection,
                 kind="messages",
@@ -251,6 +252,7 @@ class Engine:
             self._notifier.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._notifier
+        await self.turns.close()
 
     def _count(self, channel: str, outcome: str, seconds: float) -> None:
         if self.metrics is not None:
@@ -262,7 +264,7 @@ class Engine:
         now = self.clock()
         text = inbound.text[:MAX_TEXT]
         # one transaction on one connection; flows that need Core or the ORM get them in the same transaction
-        async with turn_transaction(self.database) as transaction:
+        async with self.turns.transaction(self.database) as transaction:
             books = transaction.books
             delivery = {"channel": inbound.channel, "delivery_id": inbound.delivery_id}
             if not await books.claim_delivery(**delivery, now=now):

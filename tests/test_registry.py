@@ -105,7 +105,7 @@ async def test_a_turns_bookkeeping_writes_the_same_rows_through_sqlalchemy_and_t
         TranscriptEntry,
         UnansweredQuestion,
     )
-    from bot.registry.plain import Bookkeeping, turn_transaction
+    from bot.registry.plain import Bookkeeping, TurnConnections
 
     async def one_turn(books: Bookkeeping, user: str) -> tuple[bool, bool, int]:
         first = await books.claim_delivery(channel="c", delivery_id=f"d-{user}", now=MONDAY_MORNING)
@@ -142,11 +142,13 @@ async def test_a_turns_bookkeeping_writes_the_same_rows_through_sqlalchemy_and_t
         assert (reloaded.id, reloaded.state) == (conversation.id, {"lang": "es"})
         return first, again, answer
 
-    async with turn_transaction(app.database) as transaction:
+    turns = TurnConnections(app.database)
+    async with turns.transaction() as transaction:
         through_sqlalchemy = await one_turn(Bookkeeping(transaction.sync), "core")
-    async with turn_transaction(app.database) as transaction:
+    async with turns.transaction() as transaction:
         assert type(transaction.books) is not Bookkeeping  # the driver's own path on both backends
         through_the_driver = await one_turn(transaction.books, "driver")
+    await turns.close()
     assert through_sqlalchemy[:2] == through_the_driver[:2] == (True, False)
 
     async def rows_of(user: str) -> list[tuple[object, ...]]:

@@ -1,9 +1,9 @@
 """A turn's transaction, and the statements every turn runs: through the driver where that is cheaper.
 
-A turn is one transaction on one pooled connection, run as synchronous Core (``turn_transaction``): taking
-the connection and beginning cost one hop into SQLAlchemy's greenlet, committing and giving it back one
-more, where ``AsyncEngine.begin`` spends a hop on each step. An ``AsyncConnection`` on the same connection,
-in the same transaction, is made only when a flow asks for one (for Core or the ORM).
+A turn is one transaction on one connection, a synchronous Core ``Connection`` kept between turns
+(``TurnConnections``), where ``AsyncEngine.begin`` would take one from the pool, begin, commit and give it
+back, a hop into SQLAlchemy's greenlet each. An ``AsyncConnection`` on the same connection, in the same
+transaction, is made only when a flow asks for one (for Core or the ORM).
 
 A turn's bookkeeping (claim the delivery, load the conversation and its member, keep the answer, the
 replies, the transcript and the state) is a handful of small statements. Through SQLAlchemy's asyncio layer
@@ -32,13 +32,13 @@ from typing import Any
 from sqlalchemy import Executable
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
-from sqlalchemy.engine import Connection, Dialect, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 from bot.registry import repo
-from bot.registry.inline_sqlite import InlineConnection, retry_busy
+from bot.registry.inline_sqlite import BUSY_CODES, InlineConnection, retry_busy
 from bot.registry.models import Conversation, ProcessedUpdate
 from bot.registry.repo import ConversationState, VerifiedMember
 
@@ -142,7 +142,7 @@ class Bookkeeping:
     through SQLAlchemy here, straight through the driver in the subclasses."""
 
     def __init__(self, connection: Connection, statements: TurnStatements | None = None) -> None:
-        self.connection = connection  # the turn's, as synchronous Core (see ``turn_transaction``)
+        self.connection = connection  # the turn's, as synchronous Core (see ``TurnConnections``)
         self.statements = statements or _statements_for(connection.dialect)
 
     # -- how a statement runs: through SQLAlchemy ------------------------------------------------------------
@@ -161,6 +161,9 @@ class Bookkeeping:
     async def _many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
         args = [tuple(statement.args(row)) for row in rows]
         await greenlet_spawn(self.connection.exec_driver_sql, statement.sql, args)
+
+    async def commit(self) -> None:
+        """Commit the statements sent to the driver directly (those through SQLAlchemy are its own)."""
 
     def _announce(self, statement: Statement, parameters: Any, *, many: bool = False) -> None:
         """Tell the engine's ``before_cursor_execute`` listeners (a bench counting statements) about a
@@ -269,36 +272,64 @@ class SqliteBookkeeping(Bookkeeping):
         self._sqlite = sqlite
         self._timeout = timeout
 
-    async def _cursor(self, statement: Statement, call: Callable[[], sqlite3.Cursor]) -> sqlite3.Cursor:
-        try:
-            cursor: sqlite3.Cursor = await retry_busy(call, self._timeout, self._sqlite)
-        except sqlite3.Error as error:
-            raise DBAPIError.instance(
-                statement.sql,
-                None,
-                error,
-                sqlite3.Error,
-                hide_parameters=True,
-                dialect=self.connection.dialect,
-            ) from None
-        return cursor
-
-    async def _execute(self, statement: Statement, values: Mapping[str, Any]) -> sqlite3.Cursor:
-        args = statement.args(values)
-        self._announce(statement, args)
-        return await self._cursor(statement, lambda: self._sqlite.execute(statement.sql, args))
+    # Each statement is tried at once, on the loop's thread (SQLite answers in microseconds); only when
+    # another connection is writing does it wait, in ``retry_busy``, without blocking the loop.
 
     async def _one(self, statement: Statement, values: Mapping[str, Any]) -> Sequence[Any] | None:
-        row: Sequence[Any] | None = (await self._execute(statement, values)).fetchone()
+        args = statement.args(values)
+        self._announce(statement, args)
+        try:
+            cursor = self._sqlite.execute(statement.sql, args)
+        except sqlite3.Error as error:
+            cursor = await self._again(statement, error, lambda: self._sqlite.execute(statement.sql, args))
+        row: Sequence[Any] | None = cursor.fetchone()
         return row
 
     async def _run(self, statement: Statement, values: Mapping[str, Any]) -> int:
-        return (await self._execute(statement, values)).rowcount
+        args = statement.args(values)
+        self._announce(statement, args)
+        try:
+            cursor = self._sqlite.execute(statement.sql, args)
+        except sqlite3.Error as error:
+            cursor = await self._again(statement, error, lambda: self._sqlite.execute(statement.sql, args))
+        return cursor.rowcount
 
     async def _many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
         args = [statement.args(row) for row in rows]
         self._announce(statement, args, many=True)
-        await self._cursor(statement, lambda: self._sqlite.executemany(statement.sql, args))
+        written = self._sqlite.total_changes
+        try:
+            self._sqlite.executemany(statement.sql, args)
+        except sqlite3.Error as error:
+            if self._sqlite.total_changes != written:  # some rows went in: never write them twice
+                raise self._wrapped(statement.sql, error) from None
+            await self._again(statement, error, lambda: self._sqlite.executemany(statement.sql, args))
+
+    async def commit(self) -> None:
+        sqlite = self._sqlite
+        if sqlite.in_transaction:
+            try:
+                await retry_busy(sqlite.commit, self._timeout, sqlite)
+            except sqlite3.Error as error:
+                raise self._wrapped("COMMIT", error) from None
+
+    async def _again(
+        self, statement: Statement, error: sqlite3.Error, call: Callable[[], sqlite3.Cursor]
+    ) -> sqlite3.Cursor:
+        """``call()`` once more after ``error``: waited for while the database is locked, else raised as
+        SQLAlchemy raises it (without its parameters)."""
+        if not isinstance(error, sqlite3.OperationalError) or error.sqlite_errorcode not in BUSY_CODES:
+            raise self._wrapped(statement.sql, error) from None
+        try:
+            cursor: sqlite3.Cursor = await retry_busy(call, self._timeout, self._sqlite)
+        except sqlite3.Error as again:
+            raise self._wrapped(statement.sql, again) from None
+        return cursor
+
+    def _wrapped(self, sql: str, error: sqlite3.Error) -> StatementError:
+        return DBAPIError.instance(
+            sql, None, error, sqlite3.Error, hide_parameters=True, dialect=self.connection.dialect
+        )
 
 
 class PostgresBookkeeping(Bookkeeping):
@@ -368,39 +399,64 @@ class TurnTransaction:
         """The turn's connection for Core statements and ORM sessions, made when first asked for: the same
         pooled connection, in the same transaction, committed with the turn."""
         if self._connection is None:
+            if not self.sync.in_transaction():
+                # SQLAlchemy is told of the transaction the bookkeeping began (no statement: the driver has
+                # begun it), so that a session joins it instead of owning it (and rolling it back on close)
+                self.sync.begin()
             self._connection = AsyncConnection(self.database, self.sync)
         return self._connection
 
-
-def _connect_and_begin(engine: Engine) -> Connection:
-    connection = engine.connect()
-    try:
-        connection.begin()
-    except BaseException:
-        connection.close()
-        raise
-    return connection
+    async def commit(self) -> None:
+        """Commit what the turn wrote: through SQLAlchemy once it has begun a transaction (a flow's
+        statements, or bookkeeping that goes through it), else on the driver itself."""
+        if self.sync.in_transaction():
+            await greenlet_spawn(self.sync.commit)
+        else:
+            await self.books.commit()
 
 
-def _commit_and_close(connection: Connection) -> None:
-    try:
-        connection.commit()
-    finally:
-        connection.close()
+class TurnConnections:
+    """The connections turns run on, each taken from ``database``'s pool once and kept between turns.
 
+    A turn takes one, runs its transaction on it and gives it back committed, with no trip through
+    SQLAlchemy's pool (a checkout, a rollback on return) and, on SQLite, no hop into its greenlet at all
+    unless a flow asks for the ORM. A connection that saw an error is closed, never kept: the pool gives
+    a sound one to the next turn. At most as many are kept as the pool keeps.
+    """
 
-@contextlib.asynccontextmanager
-async def turn_transaction(database: AsyncEngine) -> AsyncIterator[TurnTransaction]:
-    """A turn's one transaction on a connection from ``database``'s pool: committed when the block ends,
-    rolled back when it raises (the connection goes back to the pool either way; errors are SQLAlchemy's,
-    as from ``AsyncEngine.begin``)."""
-    connection = await greenlet_spawn(_connect_and_begin, database.sync_engine)
-    try:
-        yield TurnTransaction(database, connection)
-    except BaseException:
-        # rolls back and gives the connection back, even when the turn was cancelled (a timeout); a
-        # connection that cannot say so is let go by the pool, and the turn's own error is the one raised
-        with contextlib.suppress(Exception):
-            await asyncio.shield(greenlet_spawn(connection.close))
-        raise
-    await greenlet_spawn(_commit_and_close, connection)
+    def __init__(self, database: AsyncEngine) -> None:
+        self.database = database
+        self._idle: list[Connection] = []
+        pool_size = getattr(database.sync_engine.pool, "size", None)
+        self._keep = pool_size() if callable(pool_size) else 1
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, database: AsyncEngine | None = None) -> AsyncIterator[TurnTransaction]:
+        """One turn's transaction, committed when the block ends and rolled back when it raises (errors are
+        SQLAlchemy's, as from ``AsyncEngine.begin``). ``database`` is another engine to run it on."""
+        database = database or self.database
+        ours = database is self.database
+        connection = self._idle.pop() if ours and self._idle else None
+        if connection is None:
+            connection = await greenlet_spawn(database.sync_engine.connect)
+        try:
+            transaction = TurnTransaction(database, connection)
+            yield transaction
+            await transaction.commit()
+        except BaseException:
+            # rolled back and given back to the pool, even when the turn was cancelled (a timeout); a
+            # connection that cannot say so is let go by the pool, and the turn's own error is raised
+            with contextlib.suppress(Exception):
+                await asyncio.shield(greenlet_spawn(connection.close))
+            raise
+        if ours and len(self._idle) < self._keep and not connection.invalidated:
+            self._idle.append(connection)
+        else:
+            await greenlet_spawn(connection.close)
+
+    async def close(self) -> None:
+        """Give the kept connections back to the pool (before the engine is disposed)."""
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            with contextlib.suppress(Exception):
+                await greenlet_spawn(connection.close)
