@@ -157,13 +157,8 @@ class Engine:
         try:
             async with asyncio.timeout(self.settings.turn_timeout):
                 pace = self._pace(inbound)
-                if pace == "ok" and inbound.client:
-                    pace = await self._client_pace(inbound)
                 if pace != "ok":
-                    self._count(inbound.channel, "rate_limited", 0.0)
-                    lang = self._early_language(inbound)
-                    replies = [Reply(self._render_early(lang, "rate_limited"))] if pace == "warn" else []
-                    return TurnResult(replies, lang)
+                    return self._rate_limited(inbound, pace)
                 return await self._serialized(inbound)
         except Exception as error:
             if not unavailable(error):
@@ -214,22 +209,19 @@ class Engine:
             return "ok"
         return "warn" if len(sent) == limit + 1 else "drop"
 
-    async def _client_pace(self, inbound: Inbound) -> str:
-        """Like ``_pace``, for every chat from one client address together, counted in the database."""
+    def _client_pace(self, hits: int) -> str:
+        """Like ``_pace``, for every chat from one client address together, from the count of its messages
+        this minute (kept in the database, with the turn, so that every process counts in the same row)."""
         limit = self.settings.client_rate_limit_per_minute
-        if limit <= 0 or not inbound.client:
-            return "ok"
-        async with self.turns.transaction(self.database) as transaction:
-            hits, _ = await repo.count_hit(
-                transaction.connection,
-                kind="messages",
-                value=inbound.client,
-                window=RATE_WINDOW,
-                now=self.clock(),
-            )
         if hits <= limit:
             return "ok"
         return "warn" if hits == limit + 1 else "drop"
+
+    def _rate_limited(self, inbound: Inbound, pace: str) -> TurnResult:
+        """One polite answer for the first message over a limit (``warn``), none after (``drop``)."""
+        self._count(inbound.channel, "rate_limited", 0.0)
+        lang = self._early_language(inbound)
+        return TurnResult([Reply(self._render_early(lang, "rate_limited"))] if pace == "warn" else [], lang)
 
     def _early_language(self, inbound: Inbound) -> str:
         """The best language known before the conversation is loaded."""
@@ -266,6 +258,16 @@ class Engine:
         # one transaction on one connection; flows that need Core or the ORM get them in the same transaction
         async with self.turns.transaction(self.database) as transaction:
             books = transaction.books
+            if inbound.client and self.settings.client_rate_limit_per_minute > 0:
+                # counted first, in the turn's transaction: one commit for both. On PostgreSQL the address's
+                # row stays locked until the turn commits, so turns from one address run one after another
+                # (a few milliseconds each); turns from other addresses do not wait
+                hits = await books.count_hit(
+                    kind="messages", value=inbound.client, window=RATE_WINDOW, now=now
+                )
+                pace = self._client_pace(hits)
+                if pace != "ok":
+                    return self._rate_limited(inbound, pace)  # the count is committed, nothing else
             delivery = {"channel": inbound.channel, "delivery_id": inbound.delivery_id}
             if not await books.claim_delivery(**delivery, now=now):
                 logger.info("duplicate delivery: its replies given again", extra={"channel": inbound.channel})

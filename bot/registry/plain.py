@@ -26,7 +26,7 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Executable
@@ -59,6 +59,7 @@ class Statement:
     sql: str
     names: tuple[str, ...]
     processors: tuple[Callable[[Any], Any] | None, ...]
+    fixed: Mapping[str, Any]  # parameters the statement itself gives (the 1 of ``hits + 1``)
 
     @classmethod
     def compile(cls, statement: Executable, dialect: Dialect, keys: Sequence[str] | None = None) -> Statement:
@@ -67,13 +68,19 @@ class Statement:
             dialect=dialect, column_keys=list(keys) if keys else None
         )
         names = tuple(compiled.positiontup or ())
-        processors = tuple(
-            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
-        )
-        return cls(compiled.string, names, processors)
+        binds = [compiled.binds[name] for name in names]
+        processors = tuple(bind.type.dialect_impl(dialect).bind_processor(dialect) for bind in binds)
+        fixed = {
+            name: bind.value
+            for name, bind in zip(names, binds, strict=True)
+            if not bind.required and bind.value is not None
+        }
+        return cls(compiled.string, names, processors, fixed)
 
     def args(self, values: Mapping[str, Any]) -> list[Any]:
         """The positional parameters for ``values``, converted as SQLAlchemy would."""
+        if self.fixed:
+            values = {**self.fixed, **values}
         return [
             value if process is None else process(value)
             for process, value in zip(self.processors, (values[name] for name in self.names), strict=True)
@@ -92,6 +99,7 @@ class TurnStatements:
     keep: Statement  # Bookkeeping.keep_replies
     transcript: Statement  # Bookkeeping.add_transcript (one executemany)
     save: Statement  # Bookkeeping.save_conversation
+    count: Statement  # Bookkeeping.count_hit (as repo.count_hit, which flows use)
 
     @classmethod
     def for_dialect(cls, dialect: Dialect) -> TurnStatements:
@@ -123,6 +131,7 @@ class TurnStatements:
                 repo._INSERT_TRANSCRIPT, dialect, ("conversation_id", "direction", "text", "created_at")
             ),
             save=Statement.compile(repo._SAVE_CONVERSATION, dialect),
+            count=Statement.compile(repo._count_hit(name), dialect, ("key", "window_start", "hits")),
         )
 
 
@@ -181,6 +190,14 @@ class Bookkeeping:
         transaction, then inserts nothing."""
         values = {"channel": channel, "delivery_id": delivery_id, "processed_at": now}
         return await self._run(self.statements.claim, values) > 0
+
+    async def count_hit(self, *, kind: str, value: str, window: timedelta, now: datetime) -> int:
+        """Count one more use of ``value`` for ``kind`` in its window (see ``repo.count_hit``): how many
+        there have been in it, this one included."""
+        values, _ = repo.hit_row(kind=kind, value=value, window=window, now=now)
+        counted = await self._one(self.statements.count, values)
+        assert counted is not None
+        return int(counted[0])
 
     async def load_conversation(
         self, *, channel: str, user_id: str, registry: str, language: str, now: datetime

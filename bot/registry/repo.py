@@ -193,11 +193,16 @@ async def count_hit(
 
     One ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``, so every process counts in the same row.
     """
+    values, ends = hit_row(kind=kind, value=value, window=window, now=now)
+    hits = (await db.execute(_count_hit(_dialect(db)), values)).scalar_one()
+    return int(hits), ends
+
+
+def hit_row(*, kind: str, value: str, window: timedelta, now: datetime) -> tuple[dict[str, Any], datetime]:
+    """The ``rate_limits`` row one use of ``value`` counts in (``count_hit``), and when its window ends."""
     start = _EPOCH + ((now - _EPOCH) // window) * window
     key = f"{kind}:{int(window.total_seconds())}:{hashlib.sha256(value.encode()).hexdigest()[:40]}"
-    values = {"key": key, "window_start": start, "hits": 1}
-    hits = (await db.execute(_count_hit(_dialect(db)), values)).scalar_one()
-    return int(hits), start + window
+    return {"key": key, "window_start": start, "hits": 1}, start + window
 
 
 async def over_limit(
