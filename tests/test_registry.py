@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, select
+from sqlalchemy import event, inspect, select
 
 from bot.app import App
-from bot.registry.models import AuditRequest, Base, Enrollment, Member, Sponsor, Training
-from bot.registry.session import downgrade
+from bot.registry.models import (
+    AuditRequest,
+    Base,
+    Enrollment,
+    Member,
+    OutboxMessage,
+    ProcessedUpdate,
+    Sponsor,
+    Training,
+)
+from bot.registry.plain import TurnConnections, TurnTransaction
+from bot.registry.repo import enqueue_email
+from bot.registry.session import downgrade, session_in
 from tests.conftest import MONDAY_MORNING
+from tests.helpers import count_rows
 
 TABLES = {
     "members",
@@ -105,7 +119,7 @@ async def test_a_turns_bookkeeping_writes_the_same_rows_through_sqlalchemy_and_t
         TranscriptEntry,
         UnansweredQuestion,
     )
-    from bot.registry.plain import Bookkeeping, TurnConnections
+    from bot.registry.plain import Bookkeeping
 
     async def one_turn(books: Bookkeeping, user: str) -> tuple[bool, bool, int]:
         first = await books.claim_delivery(channel="c", delivery_id=f"d-{user}", now=MONDAY_MORNING)
@@ -197,3 +211,63 @@ async def test_a_turns_bookkeeping_writes_the_same_rows_through_sqlalchemy_and_t
 
     assert await rows_of("core") == await rows_of("driver")
     assert ("mi ID es [number]", "forgot-password", "es", MONDAY_MORNING) in await rows_of("driver")
+
+
+async def test_a_turns_bookkeeping_and_a_flows_session_commit_or_roll_back_together(app: App) -> None:
+    class Refused(Exception):
+        pass
+
+    async def write(transaction: TurnTransaction, delivery_id: str) -> None:
+        await transaction.books.claim_delivery(channel="c", delivery_id=delivery_id, now=MONDAY_MORNING)
+        session = session_in(transaction.connection)  # as a flow's: joins the turn's transaction
+        recipient = f"{delivery_id}@example.org"
+        enqueue_email(session, recipient=recipient, subject="s", body="b", now=MONDAY_MORNING)
+        await session.flush()
+        await session.close()  # closing the session must not end the turn's transaction
+
+    turns = TurnConnections(app.database)
+    pool = app.database.sync_engine.pool
+    with pytest.raises(Refused):
+        async with turns.transaction() as transaction:
+            await write(transaction, "undone")
+            raise Refused
+    assert await count_rows(app, ProcessedUpdate, delivery_id="undone") == 0
+    assert await count_rows(app, OutboxMessage, recipient="undone@example.org") == 0
+    assert pool.checkedout() == 0  # a connection that saw an error goes back to the pool, not kept
+
+    async with turns.transaction() as transaction:
+        await write(transaction, "done")
+    assert await count_rows(app, ProcessedUpdate, delivery_id="done") == 1
+    assert await count_rows(app, OutboxMessage, recipient="done@example.org") == 1
+    assert pool.checkedout() == 1  # kept for the next turn
+    async with turns.transaction() as transaction:  # which takes it, and finds nothing left over
+        assert not await transaction.books.claim_delivery(channel="c", delivery_id="done", now=MONDAY_MORNING)
+    await turns.close()
+    assert pool.checkedout() == 0
+
+
+async def test_a_turn_interrupted_never_lends_its_connection_to_a_later_turn(app: App) -> None:
+    # a timeout may stop a turn halfway through a statement or its commit: whatever the driver holds of
+    # that transaction must end with the connection, never be found by the next turn that takes it
+    turns = TurnConnections(app.database)
+    ended: list[object] = []
+    event.listen(app.database.sync_engine.pool, "invalidate", lambda record, *_: ended.append(record))
+    waiting = asyncio.Event()
+
+    async def interrupted_turn() -> None:
+        async with turns.transaction() as transaction:
+            await transaction.books.claim_delivery(channel="c", delivery_id="cut", now=MONDAY_MORNING)
+            waiting.set()
+            await asyncio.sleep(60)
+
+    task = asyncio.create_task(interrupted_turn())
+    await waiting.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(ended) == 1  # closed outright, not rolled back and lent again
+    async with turns.transaction() as transaction:
+        assert await transaction.books.claim_delivery(channel="c", delivery_id="next", now=MONDAY_MORNING)
+    await turns.close()
+    assert await count_rows(app, ProcessedUpdate, delivery_id="cut") == 0
+    assert await count_rows(app, ProcessedUpdate, delivery_id="next") == 1

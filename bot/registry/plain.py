@@ -350,12 +350,15 @@ class SqliteBookkeeping(Bookkeeping):
 
 
 class PostgresBookkeeping(Bookkeeping):
-    """The bookkeeping straight on the turn's asyncpg connection, once SQLAlchemy has begun the
-    transaction on it: the turn's first statement goes through SQLAlchemy, which begins it."""
+    """The bookkeeping straight on the turn's asyncpg connection. The turn's first statement goes through
+    the DBAPI connection SQLAlchemy wraps around it, which begins the transaction as SQLAlchemy's own
+    statements would (so a flow's session joins it); the commit goes the same way."""
 
-    def __init__(self, connection: Connection, driver: Any) -> None:
+    def __init__(self, connection: Connection) -> None:
         super().__init__(connection, POSTGRES_STATEMENTS)
-        self._driver = driver
+        pooled = connection.connection
+        self._dbapi: Any = pooled.dbapi_connection  # SQLAlchemy's adapter around the asyncpg connection
+        self._driver: Any = pooled.driver_connection
         self._begun = False
 
     async def _call(self, statement: Statement, method: str, *args: Any) -> Any:
@@ -363,30 +366,52 @@ class PostgresBookkeeping(Bookkeeping):
         try:
             return await getattr(self._driver, method)(statement.sql, *args)
         except _asyncpg_errors() as error:
-            raise DBAPIError.instance(
-                statement.sql, None, error, Exception, hide_parameters=True, dialect=_POSTGRES
-            ) from None
+            raise self._wrapped(statement.sql, error) from None
+
+    async def _begin_with(self, statement: Statement, parameters: Any, *, many: bool = False) -> Any:
+        """The turn's first statement, through the adapter (which begins the transaction): its cursor."""
+        self._begun = True
+        self._announce(statement, parameters, many=many)
+
+        def run() -> Any:
+            cursor = self._dbapi.cursor()
+            (cursor.executemany if many else cursor.execute)(statement.sql, parameters)
+            return cursor
+
+        try:
+            return await greenlet_spawn(run)
+        except self.connection.dialect.loaded_dbapi.Error as error:
+            raise self._wrapped(statement.sql, error) from None
+
+    def _wrapped(self, sql: str, error: Exception) -> StatementError:
+        return DBAPIError.instance(sql, None, error, Exception, hide_parameters=True, dialect=_POSTGRES)
 
     async def _one(self, statement: Statement, values: Mapping[str, Any]) -> Sequence[Any] | None:
         if not self._begun:
-            self._begun = True
-            return await super()._one(statement, values)
-        row: Sequence[Any] | None = await self._call(statement, "fetchrow", *statement.args(values))
-        return row
+            row: Sequence[Any] | None = (await self._begin_with(statement, statement.args(values))).fetchone()
+            return row
+        found: Sequence[Any] | None = await self._call(statement, "fetchrow", *statement.args(values))
+        return found
 
     async def _run(self, statement: Statement, values: Mapping[str, Any]) -> int:
         if not self._begun:
-            self._begun = True
-            return await super()._run(statement, values)
+            return int((await self._begin_with(statement, statement.args(values))).rowcount)
         status = await self._call(statement, "execute", *statement.args(values))
         return int(str(status).rsplit(" ", 1)[-1])  # "INSERT 0 1", "UPDATE 1"
 
     async def _many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
+        args = [statement.args(row) for row in rows]
         if not self._begun:
-            self._begun = True
-            await super()._many(statement, rows)
+            await self._begin_with(statement, args, many=True)
             return
-        await self._call(statement, "executemany", [statement.args(row) for row in rows])
+        await self._call(statement, "executemany", args)
+
+    async def commit(self) -> None:
+        if self._begun:
+            try:
+                await greenlet_spawn(self._dbapi.commit)
+            except self.connection.dialect.loaded_dbapi.Error as error:
+                raise self._wrapped("COMMIT", error) from None
 
 
 def bookkeeping(connection: Connection) -> Bookkeeping:
@@ -398,7 +423,7 @@ def bookkeeping(connection: Connection) -> Bookkeeping:
         if isinstance(driver, InlineConnection):
             return SqliteBookkeeping(connection, driver.sqlite, driver.timeout)
     elif dialect.name == "postgresql" and dialect.driver == "asyncpg":
-        return PostgresBookkeeping(connection, connection.connection.driver_connection)
+        return PostgresBookkeeping(connection)
     return Bookkeeping(connection)
 
 
@@ -460,16 +485,25 @@ class TurnConnections:
             transaction = TurnTransaction(database, connection)
             yield transaction
             await transaction.commit()
-        except BaseException:
-            # rolled back and given back to the pool, even when the turn was cancelled (a timeout); a
-            # connection that cannot say so is let go by the pool, and the turn's own error is raised
-            with contextlib.suppress(Exception):
-                await asyncio.shield(greenlet_spawn(connection.close))
+        except BaseException as error:
+            await self._discard(connection, interrupted=not isinstance(error, Exception))
             raise
         if ours and len(self._idle) < self._keep and not connection.invalidated:
             self._idle.append(connection)
         else:
             await greenlet_spawn(connection.close)
+
+    @staticmethod
+    async def _discard(connection: Connection, *, interrupted: bool) -> None:
+        """A failed turn's connection: rolled back and given back to the pool. One whose turn was
+        interrupted (a timeout) may be halfway through a statement or a commit, and its driver may no longer
+        know what the server holds: it is closed outright, as SQLAlchemy closes a connection interrupted in
+        a driver call, so that no later turn runs inside what is left of that transaction. Errors here are
+        not the turn's: they are dropped, and the turn's own error is raised."""
+        with contextlib.suppress(Exception):
+            if interrupted:
+                connection.invalidate()  # outside the greenlet: the driver connection ends at once
+            await asyncio.shield(greenlet_spawn(connection.close))
 
     async def close(self) -> None:
         """Give the kept connections back to the pool (before the engine is disposed)."""
