@@ -197,7 +197,7 @@ def _main(argv: Sequence[str] | None) -> int:
         "serve": _serve,
         "bench": _bench,
     }[args.command]
-    if args.command not in ("chat", "ask"):  # they say when they are ready for their first input
+    if args.command not in ("chat", "ask", "serve"):  # they say when they are ready for their first input
         _startup.ready()
     return handler(args, settings, registry)
 
@@ -273,6 +273,7 @@ def _serve(args: argparse.Namespace, settings: Settings, registry: str) -> int:
                 await app.seed_demo()
             channels = _channels(app, settings)
             connect(app, channels)
+            _startup.ready()
             names = ", ".join(channel.name for channel in channels)
             print(f"registry-bot: serving {names} on http://{host}:{port}/ (Ctrl-C to stop)", file=sys.stderr)
             await web.serve(app, channels, host=host, port=port)

@@ -292,24 +292,20 @@ class SqliteBookkeeping(Bookkeeping):
     # Each statement is tried at once, on the loop's thread (SQLite answers in microseconds); only when
     # another connection is writing does it wait, in ``retry_busy``, without blocking the loop.
 
-    async def _one(self, statement: Statement, values: Mapping[str, Any]) -> Sequence[Any] | None:
+    async def _execute(self, statement: Statement, values: Mapping[str, Any]) -> sqlite3.Cursor:
         args = statement.args(values)
         self._announce(statement, args)
         try:
-            cursor = self._sqlite.execute(statement.sql, args)
+            return self._sqlite.execute(statement.sql, args)
         except sqlite3.Error as error:
-            cursor = await self._again(statement, error, lambda: self._sqlite.execute(statement.sql, args))
-        row: Sequence[Any] | None = cursor.fetchone()
+            return await self._again(statement, error, lambda: self._sqlite.execute(statement.sql, args))
+
+    async def _one(self, statement: Statement, values: Mapping[str, Any]) -> Sequence[Any] | None:
+        row: Sequence[Any] | None = (await self._execute(statement, values)).fetchone()
         return row
 
     async def _run(self, statement: Statement, values: Mapping[str, Any]) -> int:
-        args = statement.args(values)
-        self._announce(statement, args)
-        try:
-            cursor = self._sqlite.execute(statement.sql, args)
-        except sqlite3.Error as error:
-            cursor = await self._again(statement, error, lambda: self._sqlite.execute(statement.sql, args))
-        return cursor.rowcount
+        return (await self._execute(statement, values)).rowcount
 
     async def _many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
         args = [statement.args(row) for row in rows]
