@@ -259,15 +259,15 @@ class Engine:
         async with self.turns.transaction(self.database) as transaction:
             books = transaction.books
             if inbound.client and self.settings.client_rate_limit_per_minute > 0:
-                # counted first, in the turn's transaction: one commit for both. On PostgreSQL the address's
-                # row stays locked until the turn commits, so turns from one address run one after another
-                # (a few milliseconds each); turns from other addresses do not wait
+                # counted on the turn's connection and committed at once: the count stands whatever the
+                # turn does, and turns from the same address do not wait for each other's row lock
                 hits = await books.count_hit(
                     kind="messages", value=inbound.client, window=RATE_WINDOW, now=now
                 )
+                await transaction.commit()
                 pace = self._client_pace(hits)
                 if pace != "ok":
-                    return self._rate_limited(inbound, pace)  # the count is committed, nothing else
+                    return self._rate_limited(inbound, pace)
             delivery = {"channel": inbound.channel, "delivery_id": inbound.delivery_id}
             if not await books.claim_delivery(**delivery, now=now):
                 logger.info("duplicate delivery: its replies given again", extra={"channel": inbound.channel})

@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import event, inspect, select
+from sqlalchemy import event, inspect, select, text
+from sqlalchemy.exc import DBAPIError
 
 from bot.app import App
 from bot.registry.models import (
@@ -25,7 +26,7 @@ from bot.registry.models import (
 )
 from bot.registry.plain import TurnConnections, TurnTransaction
 from bot.registry.repo import enqueue_email
-from bot.registry.session import downgrade, session_in
+from bot.registry.session import downgrade, make_engine, session_in, unavailable
 from tests.conftest import MONDAY_MORNING
 from tests.helpers import count_rows
 
@@ -271,3 +272,41 @@ async def test_a_turn_interrupted_never_lends_its_connection_to_a_later_turn(app
     await turns.close()
     assert await count_rows(app, ProcessedUpdate, delivery_id="cut") == 0
     assert await count_rows(app, ProcessedUpdate, delivery_id="next") == 1
+
+
+async def test_a_connection_the_server_dropped_is_never_lent_to_a_later_turn(app: App) -> None:
+    if app.database.dialect.name != "postgresql":
+        pytest.skip("a server dropping a connection is PostgreSQL's")
+    settings = app.settings
+    database = make_engine(
+        settings.database_url, schema=settings.database_schema, pool_size=1, max_overflow=0
+    )
+    turns = TurnConnections(database)
+    try:
+        async with turns.transaction() as transaction:
+            await transaction.books.claim_delivery(channel="c", delivery_id="before", now=MONDAY_MORNING)
+            backend = transaction.sync.connection.driver_connection.get_server_pid()
+        async with app.database.connect() as admin:  # the server ends the kept connection (a restart)
+            await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        with pytest.raises(DBAPIError) as refused:
+            async with turns.transaction() as transaction:
+                await transaction.books.claim_delivery(channel="c", delivery_id="lost", now=MONDAY_MORNING)
+        assert unavailable(refused.value)  # the member is asked to send it again
+        async with turns.transaction() as transaction:  # the one connection of the pool, sound again
+            books = transaction.books
+            assert await books.claim_delivery(channel="c", delivery_id="after", now=MONDAY_MORNING)
+    finally:
+        await turns.close()
+        await database.dispose()
+    assert await count_rows(app, ProcessedUpdate, delivery_id="lost") == 0
+    assert await count_rows(app, ProcessedUpdate, delivery_id="after") == 1
+
+
+async def test_a_turn_ending_after_shutdown_keeps_no_connection(app: App) -> None:
+    turns = TurnConnections(app.database)
+    pool = app.database.sync_engine.pool
+    async with turns.transaction() as transaction:
+        await turns.close()  # the engine closes while this turn still runs
+        await transaction.books.claim_delivery(channel="c", delivery_id="late", now=MONDAY_MORNING)
+    assert pool.checkedout() == 0
+    assert await count_rows(app, ProcessedUpdate, delivery_id="late") == 1

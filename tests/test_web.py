@@ -4,6 +4,7 @@ cookie, double submits, document upload, and the page itself."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -315,6 +316,32 @@ async def test_a_file_over_10_mb_is_refused_before_it_is_read(clients: Clients) 
 
     just_over = await visitor.upload("big.pdf", PDF + b"0" * MAX_UPLOAD)
     assert just_over.status_code == 413
+
+
+async def test_a_message_too_long_is_refused_whether_its_length_is_declared_or_not(
+    app: App, clients: Clients
+) -> None:
+    visitor = Visitor(clients())
+    long_text = "I forgot my password " * 4000  # about 84 KB of JSON
+    declared = await visitor.client.post(
+        "/api/messages", json={"delivery_id": uuid.uuid4().hex, "text": long_text}
+    )
+    assert declared.status_code == 413 and declared.json()["error"] == "too_large"
+
+    async def chunks(text: str) -> AsyncIterator[bytes]:  # sent without a Content-Length
+        encoded = json.dumps({"delivery_id": uuid.uuid4().hex, "text": text}).encode()
+        for start in range(0, len(encoded), 4096):
+            yield encoded[start : start + 4096]
+
+    streamed = await visitor.client.post(
+        "/api/messages", content=chunks(long_text), headers={"Content-Type": "application/json"}
+    )
+    assert streamed.status_code == 413 and streamed.json()["error"] == "too_large"
+    assert await count_rows(app, TranscriptEntry) == 0  # neither was stored
+    answered = await visitor.client.post(
+        "/api/messages", content=chunks("I forgot my password"), headers={"Content-Type": "application/json"}
+    )
+    assert answered.status_code == 200 and "Forgot Password" in answered.json()["replies"][0]["text"]
 
 
 # --- the page -----------------------------------------------------------------------------------------------

@@ -382,13 +382,20 @@ class WebChat:
             return await self._read_multipart(request)
         if content_type != b"application/json":
             raise _BadRequest("unsupported_media_type", "send application/json or multipart/form-data", 415)
-        body = bytearray()
-        async with contextlib.aclosing(_limited(request, MAX_JSON)) as chunks:
-            try:
-                async for chunk in chunks:
-                    body += chunk
-            except _TooLarge as exc:
-                raise _BadRequest("too_large", "the message is too long", 413) from exc
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_JSON:
+            raise _BadRequest("too_large", "the message is too long", 413)
+        body: bytes | bytearray
+        if declared is not None and declared.isdigit():  # the server reads no more than it declares
+            body = await request.body()
+        else:  # sent in chunks: read as it comes, and refused as soon as it is too long
+            body = bytearray()
+            async with contextlib.aclosing(_limited(request, MAX_JSON)) as chunks:
+                try:
+                    async for chunk in chunks:
+                        body += chunk
+                except _TooLarge as exc:
+                    raise _BadRequest("too_large", "the message is too long", 413) from exc
         try:
             data = json.loads(body)
         except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to be a message

@@ -8,13 +8,13 @@ transaction, is made only when a flow asks for one (for Core or the ORM).
 A turn's bookkeeping (claim the delivery, load the conversation and its member, keep the answer, the
 replies, the transcript and the state) is a handful of small statements. Through SQLAlchemy's asyncio layer
 each costs a greenlet switch and an execution context, which on SQLite is many times the statement's own
-work. So on SQLite these statements run straight on the turn's sqlite3 connection, the very connection
-SQLAlchemy opened for the turn's transaction (flows still get an ORM session on it): same transaction, same
+work. So they go to the driver itself: on SQLite the turn's sqlite3 connection, on PostgreSQL its asyncpg
+connection, where the first statement and the commit go through the DBAPI adapter SQLAlchemy wraps around it
+(which begins and ends the transaction as SQLAlchemy's own statements would). Same transaction, same
 statements (compiled once from the repository's own SQLAlchemy statements, with SQLAlchemy's own conversion
 of each parameter), same busy handling, and driver errors raised as SQLAlchemy's so the engine classifies
-them as before. On PostgreSQL they run on the turn's asyncpg connection in the same way, once the
-turn's first statement, through SQLAlchemy, has begun the transaction. The statements are written once
-(``Bookkeeping``); only how one statement runs differs with the driver.
+them as before. The statements are written once (``Bookkeeping``); only how one statement runs differs with
+the driver.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from bot.registry import repo
 from bot.registry.inline_sqlite import BUSY_CODES, InlineConnection, retry_busy
 from bot.registry.models import Conversation, ProcessedUpdate
 from bot.registry.repo import ConversationState, VerifiedMember
+from bot.registry.session import unavailable
 
 
 @functools.cache
@@ -404,6 +405,7 @@ class PostgresBookkeeping(Bookkeeping):
 
     async def commit(self) -> None:
         if self._begun:
+            self._begun = False  # the next statement begins the next transaction
             try:
                 await greenlet_spawn(self._dbapi.commit)
             except self.connection.dialect.loaded_dbapi.Error as error:
@@ -445,10 +447,12 @@ class TurnTransaction:
         return self._connection
 
     async def commit(self) -> None:
-        """Commit what the turn wrote: through SQLAlchemy once it has begun a transaction (a flow's
-        statements, or bookkeeping that goes through it), else on the driver itself."""
+        """Commit what the turn wrote so far: through SQLAlchemy once it has begun a transaction (a flow's
+        statements, or bookkeeping that goes through it), else on the driver itself. What follows is a new
+        transaction on the same connection."""
         if self.sync.in_transaction():
             await greenlet_spawn(self.sync.commit)
+            self._connection = None  # made again, in the next transaction, when asked for
         else:
             await self.books.commit()
 
@@ -458,8 +462,11 @@ class TurnConnections:
 
     A turn takes one, runs its transaction on it and gives it back committed, with no trip through
     SQLAlchemy's pool (a checkout, a rollback on return) and, on SQLite, no hop into its greenlet at all
-    unless a flow asks for the ORM. A connection that saw an error is closed, never kept: the pool gives
-    a sound one to the next turn. At most as many are kept as the pool keeps.
+    unless a flow asks for the ORM. A connection that saw an error is never kept: it goes back to the pool,
+    or is closed outright when the database may be the reason (see ``_discard``), and the connections kept
+    so far go back to the pool with it (``make_engine`` has the pool test a PostgreSQL connection before
+    lending it). Up to the pool's size are kept; they count as lent out, so the pool may open as many again
+    for everything else.
     """
 
     def __init__(self, database: AsyncEngine) -> None:
@@ -467,6 +474,7 @@ class TurnConnections:
         self._idle: list[Connection] = []
         pool_size = getattr(database.sync_engine.pool, "size", None)
         self._keep = pool_size() if callable(pool_size) else 1
+        self._closed = False
 
     @contextlib.asynccontextmanager
     async def transaction(self, database: AsyncEngine | None = None) -> AsyncIterator[TurnTransaction]:
@@ -482,27 +490,32 @@ class TurnConnections:
             yield transaction
             await transaction.commit()
         except BaseException as error:
-            await self._discard(connection, interrupted=not isinstance(error, Exception))
+            await self._discard(connection, error)
+            if ours and unavailable(error):  # the ones kept may have lost the database too
+                await self.close(for_good=False)
             raise
-        if ours and len(self._idle) < self._keep and not connection.invalidated:
+        if ours and not self._closed and len(self._idle) < self._keep and not connection.invalidated:
             self._idle.append(connection)
         else:
             await greenlet_spawn(connection.close)
 
     @staticmethod
-    async def _discard(connection: Connection, *, interrupted: bool) -> None:
-        """A failed turn's connection: rolled back and given back to the pool. One whose turn was
-        interrupted (a timeout) may be halfway through a statement or a commit, and its driver may no longer
-        know what the server holds: it is closed outright, as SQLAlchemy closes a connection interrupted in
-        a driver call, so that no later turn runs inside what is left of that transaction. Errors here are
-        not the turn's: they are dropped, and the turn's own error is raised."""
+    async def _discard(connection: Connection, error: BaseException) -> None:
+        """A failed turn's connection: rolled back and given back to the pool. It is closed outright instead
+        when the turn was interrupted (a timeout: it may be halfway through a statement or a commit, and its
+        driver may no longer know what the server holds), as SQLAlchemy closes a connection interrupted in a
+        driver call, so that no later turn runs inside what is left of that transaction; and when the
+        database is away or stalled, so that no later turn is lent a dead connection. Errors here are not
+        the turn's: they are dropped, and the turn's own error is raised."""
         with contextlib.suppress(Exception):
-            if interrupted:
+            if not isinstance(error, Exception) or unavailable(error):
                 connection.invalidate()  # outside the greenlet: the driver connection ends at once
             await asyncio.shield(greenlet_spawn(connection.close))
 
-    async def close(self) -> None:
-        """Give the kept connections back to the pool (before the engine is disposed)."""
+    async def close(self, *, for_good: bool = True) -> None:
+        """Give the kept connections back to the pool; ``for_good`` (before the engine is disposed): keep
+        none from now on."""
+        self._closed = self._closed or for_good
         idle, self._idle = self._idle, []
         for connection in idle:
             with contextlib.suppress(Exception):

@@ -67,6 +67,9 @@ def make_engine(
         target = target.set(drivername="sqlite+aiosqlite")
         kwargs.setdefault("async_creator", inline_creator(target, SQLITE_BUSY_TIMEOUT))
     else:
+        # turns keep their connections (``plain.TurnConnections``), so the pool lends few; each one lent is
+        # tested first, so that after a restart of the server no dead connection is lent again
+        kwargs.setdefault("pool_pre_ping", True)
         server_settings: dict[str, str] = {}
         if schema:
             server_settings["search_path"] = schema
