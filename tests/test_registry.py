@@ -282,24 +282,39 @@ async def test_a_connection_the_server_dropped_is_never_lent_to_a_later_turn(app
         settings.database_url, schema=settings.database_schema, pool_size=1, max_overflow=0
     )
     turns = TurnConnections(database)
-    try:
+
+    async def claim(delivery_id: str) -> bool:
         async with turns.transaction() as transaction:
-            await transaction.books.claim_delivery(channel="c", delivery_id="before", now=MONDAY_MORNING)
-            backend = transaction.sync.connection.driver_connection.get_server_pid()
-        async with app.database.connect() as admin:  # the server ends the kept connection (a restart)
-            await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+            return await transaction.books.claim_delivery(
+                channel="c", delivery_id=delivery_id, now=MONDAY_MORNING
+            )
+
+    async def server_ends(transaction: TurnTransaction) -> None:
+        driver = transaction.sync.connection.driver_connection
+        async with app.database.connect() as admin:  # as a restart of the server would
+            await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": driver.get_server_pid()})
+        async with asyncio.timeout(10):
+            while not driver.is_closed():  # until the driver has heard of it
+                await asyncio.sleep(0.01)
+
+    try:
+        async with turns.transaction() as transaction:  # kept afterwards, then ended while idle
+            await transaction.books.claim_delivery(channel="c", delivery_id="one", now=MONDAY_MORNING)
+        await server_ends(transaction)
+        assert await claim("two")  # on a sound connection: the member never notices
         with pytest.raises(DBAPIError) as refused:
-            async with turns.transaction() as transaction:
+            async with turns.transaction() as transaction:  # ended in the middle of a turn
                 await transaction.books.claim_delivery(channel="c", delivery_id="lost", now=MONDAY_MORNING)
+                await server_ends(transaction)
+                await transaction.books.keep_replies(channel="c", delivery_id="lost", replies="[]")
         assert unavailable(refused.value)  # the member is asked to send it again
-        async with turns.transaction() as transaction:  # the one connection of the pool, sound again
-            books = transaction.books
-            assert await books.claim_delivery(channel="c", delivery_id="after", now=MONDAY_MORNING)
+        assert await claim("three")  # the pool's one connection, sound again
     finally:
         await turns.close()
         await database.dispose()
+    kept = ProcessedUpdate.delivery_id.in_(("one", "two", "three"))
+    assert await count_rows(app, ProcessedUpdate, kept) == 3
     assert await count_rows(app, ProcessedUpdate, delivery_id="lost") == 0
-    assert await count_rows(app, ProcessedUpdate, delivery_id="after") == 1
 
 
 async def test_a_turn_ending_after_shutdown_keeps_no_connection(app: App) -> None:

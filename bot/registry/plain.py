@@ -381,7 +381,11 @@ class PostgresBookkeeping(Bookkeeping):
             raise self._wrapped(statement.sql, error) from None
 
     def _wrapped(self, sql: str, error: Exception) -> StatementError:
-        return DBAPIError.instance(sql, None, error, Exception, hide_parameters=True, dialect=_POSTGRES)
+        # a connection the server has closed is said to be, as SQLAlchemy says it of its own statements
+        lost = self.connection.dialect.is_disconnect(error, self._dbapi, None)  # type: ignore[arg-type]
+        return DBAPIError.instance(
+            sql, None, error, Exception, hide_parameters=True, dialect=_POSTGRES, connection_invalidated=lost
+        )
 
     async def _one(self, statement: Statement, values: Mapping[str, Any]) -> Sequence[Any] | None:
         if not self._begun:
@@ -482,7 +486,7 @@ class TurnConnections:
         SQLAlchemy's, as from ``AsyncEngine.begin``). ``database`` is another engine to run it on."""
         database = database or self.database
         ours = database is self.database
-        connection = self._idle.pop() if ours and self._idle else None
+        connection = self._kept() if ours else None
         if connection is None:
             connection = await greenlet_spawn(database.sync_engine.connect)
         try:
@@ -498,6 +502,17 @@ class TurnConnections:
             self._idle.append(connection)
         else:
             await greenlet_spawn(connection.close)
+
+    def _kept(self) -> Connection | None:
+        """A kept connection the driver still holds open (one the server closed meanwhile, on a restart,
+        is let go)."""
+        while self._idle:
+            connection = self._idle.pop()
+            closed = getattr(connection.connection.driver_connection, "is_closed", None)
+            if closed is None or not closed():
+                return connection
+            connection.invalidate()
+        return None
 
     @staticmethod
     async def _discard(connection: Connection, error: BaseException) -> None:

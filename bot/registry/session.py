@@ -36,6 +36,8 @@ def unavailable(error: BaseException) -> bool:
     if isinstance(error, OperationalError | InterfaceError | OSError | TimeoutError):
         return True
     if isinstance(error, DBAPIError):
+        if error.connection_invalidated:  # the server closed the connection (a restart, a failover)
+            return True
         state = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
         return isinstance(state, str) and state.startswith(_UNAVAILABLE_STATES)
     return False
