@@ -211,7 +211,7 @@ class Engine:
 
     def _client_pace(self, hits: int) -> str:
         """Like ``_pace``, for every chat from one client address together, from the count of its messages
-        this minute (kept in the database, with the turn, so that every process counts in the same row)."""
+        this minute (kept in the database, so that every process counts in the same row)."""
         limit = self.settings.client_rate_limit_per_minute
         if hits <= limit:
             return "ok"
