@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -142,3 +145,22 @@ async def database_away(app: App, tmp_path: Path) -> AsyncIterator[None]:
         app.engine.database = working
         app.sessionmaker.configure(bind=working)
         await broken.dispose()
+
+
+def run_python(
+    argv: list[str], cwd: Path, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """This Python with ``argv`` in ``cwd``, as a user's shell would start it: none of this process's
+    ``REGISTRY_BOT_*`` settings, only ``env`` on top."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_BOT_")}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, *argv],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=environment,
+        timeout=120,
+        check=False,
+    )

@@ -13,7 +13,6 @@ import logging
 import os
 import shutil
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from bot.registry.session import MIGRATIONS_DIR, alembic_config
 from bot.understanding.message import Message
 from bot.understanding.model import TopicModel, read_arrays
 from bot.understanding.store import ModelStore, copy_path, install, model_path
+from tests.helpers import run_python
 
 QUESTION = "how do I reset my password\n"
 ENV_PY = str(MIGRATIONS_DIR / "env.py")
@@ -67,18 +67,7 @@ sys.exit(code)
 def probe(args: list[str], cwd: Path, stdin: str = QUESTION) -> tuple[str, dict[str, Any]]:
     """Run ``registry-bot ARGS`` in ``cwd``: its output, and what it imported and opened."""
     report = cwd / "startup-report.json"
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_BOT_")}
-    environment["STARTUP_REPORT"] = str(report)
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=environment,
-        timeout=120,
-        check=False,
-    )
+    result = run_python(["-c", PROBE, *args], cwd, stdin, {"STARTUP_REPORT": str(report)})
     assert result.returncode == 0, result.stderr
     found: dict[str, Any] = json.loads(report.read_text(encoding="utf-8"))
     report.unlink()
