@@ -12,11 +12,12 @@ turns). Each reports turns per second, p50/p95/p99 latency of a turn (the time `
 and the SQL statements a turn sends. Retrieval alone (the topic model and the answer rule) is measured
 separately.
 
-Right after the article phase, its limit runs on the same data: the statements of each article turn through
-the plain driver (sqlite3, asyncpg) around one search, with the same members and concurrency
-(``bench_limit``); ``of_limit`` is the share of it the engine reaches. Then, over HTTP, a real
-``registry-bot serve`` on 127.0.0.1 answers simulated web visitors (``bench_http``); ``of_in_process`` is
-its share of the in-process article turns of the same run.
+The article phase's limit runs on the same data: the statements of each article turn through the plain
+driver (sqlite3, asyncpg) around one search, with the same members and concurrency (``limit_members``);
+``of_limit`` is the share of it the engine reaches. Then, over HTTP, a real ``registry-bot serve`` on
+127.0.0.1 answers simulated web visitors (``bench_http``); ``of_in_process`` is its share of the in-process
+article turns. Each ratio compares slices of about a second taken in turn (``alternate``), so the speed of
+a shared machine, which drifts, weighs on both sides alike.
 
 Targets on one core: retrieval 5,000 questions/s; article turns 1,000/s with p99 under 5 ms on SQLite;
 flow turns 300/s on PostgreSQL. Nothing here is a test: the figures depend on the machine.
@@ -25,6 +26,7 @@ flow turns 300/s on PostgreSQL. Nothing here is a test: the figures depend on th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import itertools
@@ -37,7 +39,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,7 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import text as textutil
 from bot.app import App, load_knowledge
-from bot.bench_http import bench_http
+from bot.bench_http import alternate, bench_http
 from bot.bench_limit import ArticleLimit, Said
 from bot.config import Settings
 from bot.intents import Understander, Understanding
@@ -114,6 +116,21 @@ class Phase:
     errors: int = 0
     flows_completed: int = 0
     elapsed: float = 0.0
+
+    @classmethod
+    def combined(cls, parts: list[Phase]) -> Phase:
+        """The slices of one phase (see ``alternate``) as one phase."""
+        whole = cls(elapsed=sum(part.elapsed for part in parts))
+        for part in parts:
+            for kind, times in part.latencies.items():
+                whole.latencies[kind].extend(times)
+            whole.statements += part.statements
+            whole.errors += part.errors
+            whole.flows_completed += part.flows_completed
+        return whole
+
+    def turns(self) -> int:
+        return sum(len(times) for times in self.latencies.values())
 
     def block(self, kinds: tuple[str, ...]) -> dict[str, Any]:
         samples = sorted(itertools.chain.from_iterable(self.latencies[k] for k in kinds))
@@ -367,15 +384,28 @@ class Harness(Members):
     async def run(self, mode: str, seconds: float, questions: list[Question], *, record: bool) -> Phase:
         if not record:
             return await super().run(mode, seconds, questions, record=False)
+        counting = await self.count_statements(mode, seconds, questions)
+        phase = await super().run(mode, seconds, questions, record=True)
+        return self.counted(phase, counting)
+
+    async def count_statements(self, mode: str, seconds: float, questions: list[Question]) -> Phase:
+        """A short pass of ``mode`` that counts the statements its turns send (see ``counted``)."""
         database = self.app.database.sync_engine
         event.listen(database, "before_cursor_execute", self._count)
         try:
-            counting = await super().run(mode, min(1.0, seconds / 4), questions, record=True)
+            return await super().run(mode, min(1.0, seconds / 4), questions, record=True)
         finally:
             event.remove(database, "before_cursor_execute", self._count)
-        phase = await super().run(mode, seconds, questions, record=True)
+
+    async def timed_slice(self, mode: str, seconds: float, questions: list[Question]) -> Phase:
+        """``mode`` for ``seconds``, timed, statements not counted: one slice of a phase."""
+        return await super().run(mode, seconds, questions, record=True)
+
+    @staticmethod
+    def counted(phase: Phase, counting: Phase) -> Phase:
+        """``phase`` with the statements per turn of its counting pass."""
         phase.statements = counting.statements
-        phase.counted_turns = sum(len(times) for times in counting.latencies.values())
+        phase.counted_turns = counting.turns()
         return phase
 
     async def turn(
@@ -523,10 +553,11 @@ def said_by(harness: Harness, questions: list[Question]) -> Callable[[str, Under
     return said
 
 
-async def bench_limit(
+@contextlib.asynccontextmanager
+async def limit_members(
     harness: Harness, url: str, schema: str | None, questions: list[Question], options: Options
-) -> Phase:
-    """The article phase's limit on ``harness``'s database (after a warm-up, as the engine had)."""
+) -> AsyncIterator[LimitHarness]:
+    """The article phase's limit on ``harness``'s database, warmed up as the engine was; closed on exit."""
     app = harness.app
     limit = await ArticleLimit.open(
         url,
@@ -540,7 +571,7 @@ async def bench_limit(
     try:
         members = LimitHarness(limit, options, harness.concurrency)
         await members.run("article", min(1.0, options.seconds / 2), questions, record=False)  # warm up
-        return await members.run("article", options.seconds, questions, record=True)
+        yield members
     finally:
         await limit.close()
 
@@ -563,6 +594,12 @@ def _expect(replies: list[Reply], *parts: str) -> None:
 # --- one database -------------------------------------------------------------------------------------------
 
 
+#: in-process article turns for the seconds given: how many ran, in how many seconds
+InProcess = Callable[[float], Awaitable[tuple[int, float]]]
+#: what runs beside the in-process phases, slices of their article turns at hand, before the app closes
+Beside = Callable[[InProcess], Awaitable[None]]
+
+
 async def bench_database(
     settings: Settings,
     registry: str,
@@ -570,7 +607,10 @@ async def bench_database(
     schema: str | None,
     questions: list[Question],
     options: Options,
+    beside: Beside | None = None,
 ) -> dict[str, Any]:
+    """The phases on one database. The article phase alternates with its limit, slice by slice
+    (``alternate``); then ``beside`` (the HTTP measurement) runs with slices of article turns at hand."""
     app = App.build(
         settings.model_copy(update={"database_url": url, "database_schema": schema}), registry=registry
     )
@@ -587,12 +627,22 @@ async def bench_database(
         gc.freeze()
         await harness.run("mixed", min(1.0, options.seconds / 2), questions, record=False)  # warm up
         out: dict[str, Any] = {}
-        for mode, kinds in (("article", ("article",)), ("flow", ("flow",)), ("mixed", ("article", "flow"))):
+
+        async def article(seconds: float) -> Phase:
+            return await harness.timed_slice("article", seconds, questions)
+
+        counting = await harness.count_statements("article", options.seconds, questions)
+        async with limit_members(harness, url, schema, questions, options) as limit:
+
+            async def limit_slice(seconds: float) -> Phase:
+                return await limit.run("article", seconds, questions, record=True)
+
+            engine_slices, limit_slices = await alternate(article, limit_slice, options.seconds)
+        out["article"] = harness.counted(Phase.combined(engine_slices), counting).block(("article",))
+        out["article"].update(limit_block(out["article"], Phase.combined(limit_slices)))
+        for mode, kinds in (("flow", ("flow",)), ("mixed", ("article", "flow"))):
             phase = await harness.run(mode, options.seconds, questions, record=True)
             out[mode] = phase.block(kinds)
-            if mode == "article":  # the limit of the same turns, right after them on the same data
-                limit = await bench_limit(harness, url, schema, questions, options)
-                out[mode].update(limit_block(out[mode], limit))
         out["peak_rss_mb"] = peak_rss_mb()
         out["setup"] = {
             "cpu_core": options.core,
@@ -600,7 +650,15 @@ async def bench_database(
             "concurrent_turns": harness.concurrency,
             "seconds_per_phase": options.seconds,
             "synthetic_members": len(pool.members),
+            "slices_per_phase": len(engine_slices),
         }
+        if beside is not None:
+
+            async def in_process(seconds: float) -> tuple[int, float]:
+                phase = await article(seconds)
+                return phase.turns(), phase.elapsed
+
+            await beside(in_process)
         return out
     finally:
         gc.unfreeze()
@@ -658,40 +716,50 @@ async def run_bench(
     result["retrieval"] = bench_retrieval(understander, registry, questions, min(options.seconds, 3.0))
     http: dict[str, Any] = {}
 
-    async def over_http(database: str, url: str, schema: str | None, folder: Path) -> None:
-        say(f"http ({database}) ...")
-        http[database] = await bench_http(
-            settings,
-            registry=registry,
-            database_url=url,
-            schema=schema,
-            folder=folder,
-            questions=questions,
-            visitors=options.members,
-            seconds=options.seconds,
-            server_core=options.core,
-            client_core=client_core,
-            in_process_turns_per_s=result[database]["article"]["turns_per_s"],
-        )
+    def over_http(database: str, url: str, folder: Path) -> Beside:
+        """The HTTP measurement on a fresh database: an SQLite file, or a PostgreSQL schema of its own."""
+
+        async def on(schema: str | None, in_process: InProcess) -> None:
+            say(f"http ({database}) ...")
+            http[database] = await bench_http(
+                settings,
+                registry=registry,
+                database_url=url,
+                schema=schema,
+                folder=folder,
+                questions=questions,
+                visitors=options.members,
+                seconds=options.seconds,
+                server_core=options.core,
+                client_core=client_core,
+                in_process=in_process,
+            )
+
+        async def measure(in_process: InProcess) -> None:
+            if database == "sqlite":
+                await on(None, in_process)
+            else:
+                await _with_schema(url, lambda schema: on(schema, in_process))
+
+        return measure
 
     with tempfile.TemporaryDirectory(prefix="registry-bot-bench-") as folder:
         say("sqlite ...")
         url = f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
-        result["sqlite"] = await bench_database(settings, registry, url, None, questions, options)
-        await over_http("sqlite", f"sqlite+aiosqlite:///{Path(folder) / 'http.db'}", None, Path(folder))
+        served = over_http("sqlite", f"sqlite+aiosqlite:///{Path(folder) / 'http.db'}", Path(folder))
+        result["sqlite"] = await bench_database(settings, registry, url, None, questions, options, served)
         if options.postgres_url:
             if await postgres_reachable(options.postgres_url):
                 say("postgresql ...")
                 pg_url = options.postgres_url
+                served = over_http("postgresql", pg_url, Path(folder))
 
                 async def on_postgres(schema: str) -> dict[str, Any]:
-                    return await bench_database(settings, registry, pg_url, schema, questions, options)
-
-                async def http_on_postgres(schema: str) -> None:
-                    await over_http("postgresql", pg_url, schema, Path(folder))
+                    return await bench_database(
+                        settings, registry, pg_url, schema, questions, options, served
+                    )
 
                 result["postgresql"] = await _with_schema(pg_url, on_postgres)
-                await _with_schema(pg_url, http_on_postgres)
             else:
                 say(f"postgresql: no server reachable at {options.postgres_url}; skipped")
     result["http"] = http

@@ -6,6 +6,10 @@ messages a minute). Visitors post the bench's article questions to ``/api/messag
 with a new ``delivery_id`` each, and the cookie the server set on the visitor's first message. Each visitor
 asks one to five questions, then leaves and a new one comes, as the in-process members do. Throughput and
 latency are measured at the client, a fixed number of requests in flight.
+
+The in-process article turns it is compared with are measured in slices taken in turn with the visitors'
+slices (``alternate``): a shared machine's speed drifts by a tenth within a minute, and two figures taken
+twenty seconds apart would compare the drift as much as the two paths.
 """
 
 from __future__ import annotations
@@ -23,17 +27,20 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
 from bot.config import PROJECT_DIR, Settings
 
 logger = logging.getLogger(__name__)
+
+A = TypeVar("A")
+B = TypeVar("B")
 
 HOST = "127.0.0.1"  # never another interface: the bench's server is for this machine only
 IN_FLIGHT = 4  # requests the visitors have sent and wait for, at most, at any time
@@ -170,6 +177,25 @@ class ServeProcess:
             process.wait()
 
 
+async def alternate(
+    first: Callable[[float], Awaitable[A]], second: Callable[[float], Awaitable[B]], seconds: float
+) -> tuple[list[A], list[B]]:
+    """Each of ``first(s)`` and ``second(s)`` for ``seconds`` in all, in slices of about a second taken in
+    turn, A B B A A B …, so that a machine getting faster or slower meanwhile weighs on both alike."""
+    slices = max(2, round(seconds))
+    length = seconds / slices
+    firsts: list[A] = []
+    others: list[B] = []
+    for number in range(slices):
+        if number % 2 == 0:
+            firsts.append(await first(length))
+            others.append(await second(length))
+        else:
+            others.append(await second(length))
+            firsts.append(await first(length))
+    return firsts, others
+
+
 # --- visitors ---------------------------------------------------------------------------------------------
 
 
@@ -180,6 +206,15 @@ class Visits:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     elapsed: float = 0.0
+
+    @classmethod
+    def combined(cls, parts: Sequence[Visits]) -> Visits:
+        """The slices of one measurement as one."""
+        return cls(
+            latencies=[took for part in parts for took in part.latencies],
+            errors=sum(part.errors for part in parts),
+            elapsed=sum(part.elapsed for part in parts),
+        )
 
     def block(self) -> dict[str, Any]:
         samples = sorted(self.latencies)
@@ -269,10 +304,28 @@ async def bench_http(
     seconds: float,
     server_core: int | None,
     client_core: int | None,
-    in_process_turns_per_s: float,
+    in_process: Callable[[float], Awaitable[tuple[int, float]]],
 ) -> dict[str, Any]:
-    """Start the server, warm it up, measure; the block for the ``http`` object of the bench's result."""
+    """Start the server, warm it up, measure; the block for the ``http`` object of the bench's result.
+
+    ``in_process(s)`` runs the in-process article turns for ``s`` seconds and says how many it ran in how
+    long; its slices alternate with the visitors' (``alternate``), the bench's process on ``server_core``
+    for its own and on ``client_core`` for the visitors'.
+    """
     previous = os.sched_getaffinity(0) if client_core is not None else None
+
+    def on(cores: set[int] | None) -> None:
+        if cores is not None:
+            os.sched_setaffinity(0, cores)
+
+    async def over_http(length: float) -> Visits:
+        on({client_core} if client_core is not None else None)
+        return await visit(server.url, questions, visitors=visitors, seconds=length)
+
+    async def inside(length: float) -> tuple[int, float]:
+        on(previous)
+        return await in_process(length)
+
     try:
         async with ServeProcess(
             settings,
@@ -282,13 +335,15 @@ async def bench_http(
             folder=folder,
             core=server_core,
         ) as server:
-            if client_core is not None:
-                os.sched_setaffinity(0, {client_core})
+            on({client_core} if client_core is not None else None)
             await visit(server.url, questions, visitors=visitors, seconds=min(1.0, seconds / 2))  # warm up
-            visits = await visit(server.url, questions, visitors=visitors, seconds=seconds)
+            slices, in_process_slices = await alternate(over_http, inside, seconds)
     finally:
-        if previous is not None:
-            os.sched_setaffinity(0, previous)
+        on(previous)
+    visits = Visits.combined(slices)
+    turns = sum(count for count, _ in in_process_slices)
+    elapsed = sum(took for _, took in in_process_slices)
+    in_process_turns_per_s = round(turns / elapsed, 1) if elapsed else 0.0
     out = visits.block()
     out["in_process_turns_per_s"] = in_process_turns_per_s
     out["of_in_process"] = (
@@ -301,6 +356,7 @@ async def bench_http(
         "visitors": visitors,
         "requests_in_flight": IN_FLIGHT,
         "seconds": seconds,
+        "slices": len(slices),
         "server_core": server_core,
         "client_core": client_core,
         "rate_limits": "off (" + ", ".join(f"{key}={value}" for key, value in RATE_LIMITS_OFF.items()) + ")",

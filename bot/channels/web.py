@@ -62,6 +62,7 @@ MAX_JSON = 64 * 1024
 MAX_PAYLOAD = 200
 HISTORY_LIMIT = 200
 DELIVERY_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+VISITOR_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 # Button payloads are stored in the transcript as the member's message; the history leaves them out
 # (the button's caption is not stored, and "s:withdraw-training:enrollment:12" means nothing to a reader).
 PAYLOAD = re.compile(r"(?:lang|topic|flow|s):\S*")
@@ -105,7 +106,7 @@ class VisitorCookie:
         return secrets.token_urlsafe(18)  # 144 random bits: not guessable
 
     def _mac(self, visitor: str) -> str:
-        return hmac.new(self._key, visitor.encode("ascii"), hashlib.sha256).hexdigest()
+        return hmac.digest(self._key, visitor.encode("ascii"), "sha256").hex()
 
     def sign(self, visitor: str) -> str:
         return f"{visitor}.{self._mac(visitor)}"
@@ -115,7 +116,7 @@ class VisitorCookie:
         if not value or value.count(".") != 1:
             return None
         visitor, mac = value.split(".")
-        if not re.fullmatch(r"[A-Za-z0-9_-]{16,64}", visitor):
+        if not VISITOR_ID.fullmatch(visitor):
             return None
         return visitor if hmac.compare_digest(mac, self._mac(visitor)) else None
 
@@ -198,8 +199,9 @@ class WebChat:
 
     def routes(self) -> list[BaseRoute]:
         return [
-            Route("/", self.page, methods=["GET"], name="web-page"),
+            # the members' messages first: routes are tried in order, and this one is asked the most
             Route("/api/messages", self.post_message, methods=["POST"], name="web-messages"),
+            Route("/", self.page, methods=["GET"], name="web-page"),
             Route("/api/history", self.history, methods=["GET"], name="web-history"),
             Route("/widget.js", self.widget, methods=["GET"], name="web-widget"),
             Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="web-static"),
@@ -524,15 +526,16 @@ def create_asgi(app: App, channels: Sequence[Channel], *, outbox_interval: float
         body = await app.metrics.render(app.sessionmaker)
         return Response(body, media_type=METRICS_CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
-    routes: list[BaseRoute] = [
-        Route("/healthz", healthz, methods=["GET"], name="healthz"),
-        Route("/metrics", metrics, methods=["GET"], name="metrics"),
-    ]
+    routes: list[BaseRoute] = []  # the channels' first: members' messages are most of the requests
     for channel in channels:
         for route in channel.routes():
             if not isinstance(route, BaseRoute):
                 raise TypeError(f"channel {channel.name} returned a route that is not a BaseRoute: {route!r}")
             routes.append(route)
+    routes += [
+        Route("/healthz", healthz, methods=["GET"], name="healthz"),
+        Route("/metrics", metrics, methods=["GET"], name="metrics"),
+    ]
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
