@@ -610,7 +610,8 @@ async def bench_database(
     beside: Beside | None = None,
 ) -> dict[str, Any]:
     """The phases on one database. The article phase alternates with its limit, slice by slice
-    (``alternate``); then ``beside`` (the HTTP measurement) runs with slices of article turns at hand."""
+    (``alternate``); then ``beside`` (the HTTP measurement) runs with slices of article turns at hand; then
+    the flow and mixed phases."""
     app = App.build(
         settings.model_copy(update={"database_url": url, "database_schema": schema}), registry=registry
     )
@@ -640,6 +641,13 @@ async def bench_database(
             engine_slices, limit_slices = await alternate(article, limit_slice, options.seconds)
         out["article"] = harness.counted(Phase.combined(engine_slices), counting).block(("article",))
         out["article"].update(limit_block(out["article"], Phase.combined(limit_slices)))
+        if beside is not None:  # next to the article phase, on the data it left, before the flows add theirs
+
+            async def in_process(seconds: float) -> tuple[int, float]:
+                phase = await article(seconds)
+                return phase.turns(), phase.elapsed
+
+            await beside(in_process)
         for mode, kinds in (("flow", ("flow",)), ("mixed", ("article", "flow"))):
             phase = await harness.run(mode, options.seconds, questions, record=True)
             out[mode] = phase.block(kinds)
@@ -650,15 +658,8 @@ async def bench_database(
             "concurrent_turns": harness.concurrency,
             "seconds_per_phase": options.seconds,
             "synthetic_members": len(pool.members),
-            "slices_per_phase": len(engine_slices),
+            "article_slices": len(engine_slices),
         }
-        if beside is not None:
-
-            async def in_process(seconds: float) -> tuple[int, float]:
-                phase = await article(seconds)
-                return phase.turns(), phase.elapsed
-
-            await beside(in_process)
         return out
     finally:
         gc.unfreeze()

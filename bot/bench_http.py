@@ -181,8 +181,9 @@ async def alternate(
     first: Callable[[float], Awaitable[A]], second: Callable[[float], Awaitable[B]], seconds: float
 ) -> tuple[list[A], list[B]]:
     """Each of ``first(s)`` and ``second(s)`` for ``seconds`` in all, in slices of about a second taken in
-    turn, A B B A A B …, so that a machine getting faster or slower meanwhile weighs on both alike."""
-    slices = max(2, round(seconds))
+    turn, A B B A A B B A …, so that a machine getting faster or slower meanwhile weighs on both alike (an
+    even number of slices each: with an odd one the side that goes first would sit earlier on average)."""
+    slices = max(2, 2 * round(seconds / 2))
     length = seconds / slices
     firsts: list[A] = []
     others: list[B] = []

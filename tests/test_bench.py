@@ -108,6 +108,11 @@ async def test_the_two_sides_of_a_ratio_are_measured_in_slices_taken_in_turn() -
     await alternate(side("engine"), side("limit"), 0.4)  # a short run still has a slice of each, twice
     assert [name for name, _ in taken] == ["engine", "limit", "limit", "engine"]
     assert sum(seconds for _, seconds in taken) == pytest.approx(0.8)
+    taken.clear()
+    # an even number of slices each, or a drift would not cancel
+    await alternate(side("engine"), side("limit"), 3.0)
+    assert [name for name, _ in taken] == ["engine", "limit", "limit", "engine"] * 2
+    assert sum(seconds for name, seconds in taken if name == "engine") == pytest.approx(3.0)
 
 
 def test_bench_refuses_nonsense_sizes(capsys: pytest.CaptureFixture[str]) -> None:

@@ -178,6 +178,20 @@ async def test_a_tampered_cookie_starts_a_new_conversation_and_never_shows_anoth
     assert "AUD-2026-12345" in str(await victim.history())
 
 
+async def test_a_cookie_with_a_signature_that_is_not_ascii_gets_an_answer_not_an_error(
+    clients: Clients,
+) -> None:
+    visitor = Visitor(clients())
+    forged = f"{VisitorCookie.new_visitor()}.{'é' * 64}".encode("latin-1")  # as a browser could send it
+    response = await visitor.client.post(
+        "/api/messages",
+        json={"delivery_id": "forged-0000001", "text": "hello"},
+        headers={"cookie": b"registry_bot_visitor=" + forged},
+    )
+    assert response.status_code == 200 and response.json()["replies"]
+    assert response.cookies[COOKIE].split(".")[0] != forged.decode("latin-1").split(".")[0]
+
+
 # --- delivery ids -------------------------------------------------------------------------------------------
 
 
@@ -387,6 +401,8 @@ def test_the_cookie_signature() -> None:
     signed = cookies.sign(visitor)
     assert cookies.verify(signed[:-1] + ("0" if signed[-1] != "0" else "1")) is None
     assert cookies.verify(None) is None and cookies.verify("a.b.c") is None and cookies.verify("") is None
+    # a MAC that is not hex (here not even ASCII, which hmac.compare_digest refuses) is no signature either
+    assert cookies.verify(f"{visitor}.{'é' * 64}") is None and cookies.verify(f"{visitor}.é") is None
     with pytest.raises(ValueError):
         VisitorCookie(b"short")
 

@@ -63,6 +63,7 @@ MAX_PAYLOAD = 200
 HISTORY_LIMIT = 200
 DELIVERY_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 VISITOR_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+MAC = re.compile(r"[0-9a-f]{64}")  # the visitor cookie's HMAC-SHA256, in hex
 # Button payloads are stored in the transcript as the member's message; the history leaves them out
 # (the button's caption is not stored, and "s:withdraw-training:enrollment:12" means nothing to a reader).
 PAYLOAD = re.compile(r"(?:lang|topic|flow|s):\S*")
@@ -116,7 +117,8 @@ class VisitorCookie:
         if not value or value.count(".") != 1:
             return None
         visitor, mac = value.split(".")
-        if not VISITOR_ID.fullmatch(visitor):
+        # compare_digest refuses a str that is not ASCII: a tampered MAC must not make it raise
+        if not VISITOR_ID.fullmatch(visitor) or not MAC.fullmatch(mac):
             return None
         return visitor if hmac.compare_digest(mac, self._mac(visitor)) else None
 
