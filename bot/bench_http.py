@@ -314,13 +314,14 @@ async def bench_http(
     for its own and on ``client_core`` for the visitors'.
     """
     previous = os.sched_getaffinity(0) if client_core is not None else None
+    client = {client_core} if client_core is not None else None
 
     def on(cores: set[int] | None) -> None:
         if cores is not None:
             os.sched_setaffinity(0, cores)
 
     async def over_http(length: float) -> Visits:
-        on({client_core} if client_core is not None else None)
+        on(client)
         return await visit(server.url, questions, visitors=visitors, seconds=length)
 
     async def inside(length: float) -> tuple[int, float]:
@@ -336,7 +337,7 @@ async def bench_http(
             folder=folder,
             core=server_core,
         ) as server:
-            on({client_core} if client_core is not None else None)
+            on(client)
             await visit(server.url, questions, visitors=visitors, seconds=min(1.0, seconds / 2))  # warm up
             slices, in_process_slices = await alternate(over_http, inside, seconds)
     finally:
